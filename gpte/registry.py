@@ -78,25 +78,17 @@ def load(name_or_path: str | os.PathLike[str], **options: Any) -> Any:
     """
     entry = resolve_name(str(name_or_path))
     if entry is not None:
-        return entry.factory(**options)
+        model = entry.factory(**options)
+        model.source = entry.name
+        return model
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         from gpte.unimodal.st_compat import is_sentence_transformers_folder, load_sentence_transformers
         from gpte.unimodal.text import CONFIG_NAME, TextEncoder
 
         device, dtype = options.pop("device", None), options.pop("dtype", None)
-        if (path / CONFIG_NAME).is_file():
-            encoder = TextEncoder.load(path, device=device, dtype=dtype)
-        elif is_sentence_transformers_folder(path):
-            encoder = load_sentence_transformers(path, device=device, dtype=dtype)
-        elif (path / "config.json").is_file():
-            return TextEncoder.from_backbone(path, device=device, dtype=dtype, **options)
-        else:
-            raise ModelNotFoundError(f"{path} holds no model: expected gpte.json, modules.json or config.json")
-        for key, value in options.items():
-            if key not in type(encoder.config).__dataclass_fields__:
-                raise TypeError(f"unknown text-encoder option {key!r}")
-            setattr(encoder.config, key, value)
+        encoder = _load_folder(path, device, dtype, options)
+        encoder.source = str(path.resolve())
         return encoder
     known = ", ".join(e.name for e in list_models())
     hub_like = "/" in str(name_or_path) and not path.exists()
@@ -104,3 +96,18 @@ def load(name_or_path: str | os.PathLike[str], **options: Any) -> Any:
             "pass its local folder." if hub_like else "")
     raise ModelNotFoundError(f"{str(name_or_path)!r} is neither a registered model ({known}) nor an existing "
                              f"folder.{hint}")
+
+
+def _load_folder(path: Path, device: Any, dtype: Any, options: dict[str, Any]) -> Any:
+    from gpte.unimodal.st_compat import is_sentence_transformers_folder, load_sentence_transformers
+    from gpte.unimodal.text import CONFIG_NAME, TextEncoder
+
+    if (path / CONFIG_NAME).is_file():
+        encoder = TextEncoder.load(path, device=device, dtype=dtype)
+    elif is_sentence_transformers_folder(path):
+        encoder = load_sentence_transformers(path, device=device, dtype=dtype)
+    elif (path / "config.json").is_file():
+        return TextEncoder.from_backbone(path, device=device, dtype=dtype, **options)
+    else:
+        raise ModelNotFoundError(f"{path} holds no model: expected gpte.json, modules.json or config.json")
+    return encoder.configure(**options)

@@ -47,14 +47,13 @@ def test_last_token_pooling_under_left_padding(test_decoder):
 
 def test_right_padding_on_decoder_is_also_correct(test_decoder):
     left = test_decoder.encode(TEXTS, batch_size=4)
-    test_decoder.config.padding_side = "right"
+    test_decoder.configure(padding_side="right")
     right = test_decoder.encode(TEXTS, batch_size=4)
     np.testing.assert_allclose(left, right, atol=1e-4)
 
 
 def test_prompts_query_vs_document(test_bert):
-    test_bert.config.query_prompt = "query: "
-    test_bert.config.document_prompt = "passage: "
+    test_bert.configure(query_prompt="query: ", document_prompt="passage: ")
     q = test_bert.encode_query(TEXTS)
     d = test_bert.encode_document(TEXTS)
     plain = test_bert.encode(TEXTS)
@@ -64,8 +63,7 @@ def test_prompts_query_vs_document(test_bert):
 
 
 def test_prompt_excluded_from_mean_pooling(test_bert):
-    test_bert.config.pooling = PoolingConfig(mode="mean", include_prompt=False)
-    test_bert.pooling.config = test_bert.config.pooling
+    test_bert.configure(pooling=PoolingConfig(mode="mean", include_prompt=False))
     got = test_bert.encode("the text", prompt="an instruction: ", normalize=False)
     tok = test_bert._tokens
     prompt_ids, text_ids = tok.ids(["an instruction: "])[0], tok.ids(["the text"])[0]
@@ -78,8 +76,7 @@ def test_prompt_excluded_from_mean_pooling(test_bert):
 
 def test_top_layer_pooling_changes_output(test_bert):
     base = test_bert.encode(TEXTS)
-    test_bert.config.pooling = PoolingConfig(mode="mean", layers=2)
-    test_bert.pooling.config = test_bert.config.pooling
+    test_bert.configure(pooling={"mode": "mean", "layers": 2})
     multi = test_bert.encode(TEXTS)
     assert not np.allclose(base, multi, atol=1e-3)
 

@@ -23,8 +23,10 @@ from gpte.index.exact import ExactIndex
 from gpte.index.faiss_backend import AUTO_FLAT_MAX, FaissIndex, auto_spec
 from gpte.index.filters import compile_filter
 from gpte.index.store import list_versions, open_index, save_index
+from gpte.index.collection import Collection  # noqa: E402  (needs the names above)
 
 __all__ = [
+    "Collection",
     "VectorIndex",
     "ExactIndex",
     "FaissIndex",

@@ -171,6 +171,7 @@ class TextEncoder(nn.Module):
         self._tokens = _Tokens(tokenizer, config.append_eos)
         self._prompt_cache: dict[str, int] = {}
         self._fingerprint: str | None = None
+        self.source = config.name  # what gpte.load was given (registry name or absolute folder); set by gpte.load
 
     # ------------------------------------------------------------------ properties
     @property
@@ -340,8 +341,8 @@ class TextEncoder(nn.Module):
         if truncated:
             hint = "they were embedded as overlapping windows" if long_texts == "chunk" else (
                 "they were truncated; pass long_texts='chunk' to embed them as overlapping windows")
-            logger.warning("%d of %d texts are longer than max_length=%d tokens: %s",
-                           truncated, len(items), self.max_length, hint)
+            (logger.info if long_texts == "chunk" else logger.warning)(
+                "%d of %d texts are longer than max_length=%d tokens: %s", truncated, len(items), self.max_length, hint)
 
     @torch.inference_mode()
     def _encode_all(
@@ -390,7 +391,7 @@ class TextEncoder(nn.Module):
 
     def identity(self) -> dict[str, Any]:
         """What an index records about the model that filled it (compared again when the index is loaded)."""
-        return {"name": self.config.name, "modality": self.modality, "dim": self.embed_dim,
+        return {"name": self.config.name, "source": self.source, "modality": self.modality, "dim": self.embed_dim,
                 "normalize": self.config.normalize, "fingerprint": self.fingerprint()}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -471,17 +472,31 @@ class TextEncoder(nn.Module):
                 append_eos=decoder and getattr(tokenizer, "eos_token_id", None) is not None,
                 name=backbone.name,
             )
-        for key, value in config_overrides.items():
-            if key not in TextEncoderConfig.__dataclass_fields__:
-                raise TypeError(f"unknown text-encoder option {key!r}")
-            setattr(config, key, value)
-        config.__post_init__()
+        _apply_options(config, config_overrides)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         with _quiet_transformers():
             model = AutoModel.from_pretrained(backbone, local_files_only=True, attn_implementation="sdpa", dtype=dtype)
         encoder = cls(config, model, tokenizer)
         return encoder.to(device=device).to_dtype(dtype)
+
+    def configure(self, **options: Any) -> TextEncoder:
+        """Change encode-time settings (pooling, prompts, max_length, truncate_dim, normalize, ...) in place.
+
+        Settings that change the weights' shapes (``projection_dim``, ``projection_bias``, ``backbone``) are fixed at
+        construction and rejected here.
+        """
+        fixed = {"projection_dim", "projection_bias", "projection_activation", "backbone"} & set(options)
+        if fixed:
+            raise TypeError(f"{sorted(fixed)} are fixed when the encoder is built; build a new encoder instead")
+        _apply_options(self.config, options)
+        self.pooling.config = self.config.pooling
+        self._tokens = _Tokens(self.tokenizer, self.config.append_eos)
+        self._prompt_cache.clear()
+        self._fingerprint = None
+        if self.config.truncate_dim is not None and not 1 <= self.config.truncate_dim <= self.full_dim:
+            raise ValueError(f"truncate_dim={self.config.truncate_dim} must lie in 1..{self.full_dim}")
+        return self
 
     def to_dtype(self, dtype: torch.dtype) -> TextEncoder:
         """Cast weights (backbone and projection) to ``dtype``; pooling and normalisation stay float32."""
@@ -493,6 +508,15 @@ class TextEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}, dim={self.embed_dim}, max_length={self.max_length}"
+
+
+def _apply_options(config: TextEncoderConfig, options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        if key not in TextEncoderConfig.__dataclass_fields__:
+            raise TypeError(f"unknown text-encoder option {key!r}; options are "
+                            f"{', '.join(TextEncoderConfig.__dataclass_fields__)}")
+        setattr(config, key, value)
+    config.__post_init__()
 
 
 @contextlib.contextmanager

@@ -37,11 +37,7 @@ def minilm(**options: Any) -> TextEncoder:
 
     device, dtype = options.pop("device", None), options.pop("dtype", None)
     encoder = load_sentence_transformers(minilm_path(), device=device, dtype=dtype, name="minilm")
-    for key, value in options.items():
-        if key not in TextEncoderConfig.__dataclass_fields__:
-            raise TypeError(f"unknown text-encoder option {key!r}")
-        setattr(encoder.config, key, value)
-    return encoder
+    return encoder.configure(**options)
 
 
 def _tokenizer(padding_side: str = "right") -> Any:
