@@ -145,7 +145,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
             np.save(fh, vectors, allow_pickle=False)
         logger.info("wrote %s: %s %s", out, vectors.shape, vectors.dtype)
         return 0
-    lines = (json.dumps({"index": i, "text": texts[i], "embedding": v.tolist()}) + "\n" for i, v in zip(keep, vectors))
+    lines = (json.dumps({"index": i, "text": texts[i], "embedding": v.tolist()}) + "\n" for i, v in zip(keep, vectors, strict=True))
     if out:
         from gpte.shared.fsio import atomic_writer
 
@@ -176,7 +176,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     bar = tqdm(unit="doc", desc="index", disable=args.quiet or not sys.stderr.isatty())
 
     def flush() -> int:
-        ids, texts, metas = zip(*batch)
+        ids, texts, metas = zip(*batch, strict=True)
         done = coll.add(list(texts), list(ids), list(metas), upsert=args.update, on_error="skip",
                         batch_size=args.batch_size, long_texts="chunk", show_progress=False)
         bar.update(len(batch))
@@ -206,10 +206,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     results = coll.search(list(args.queries), k=args.k, filter=flt)
     if args.json:
         payload = [{"query": q, "hits": [{"id": h.id, "score": round(h.score, 6), "metadata": h.metadata}
-                                         for h in hits]} for q, hits in zip(args.queries, results)]
+                                         for h in hits]} for q, hits in zip(args.queries, results, strict=True)]
         print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
         return 0
-    for query, hits in zip(args.queries, results):
+    for query, hits in zip(args.queries, results, strict=True):
         print(f"query: {query}")
         if not hits:
             print("  (no hits)")

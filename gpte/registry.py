@@ -83,8 +83,6 @@ def load(name_or_path: str | os.PathLike[str], **options: Any) -> Any:
         return model
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        from gpte.unimodal.st_compat import is_sentence_transformers_folder, load_sentence_transformers
-        from gpte.unimodal.text import CONFIG_NAME, TextEncoder
 
         device, dtype = options.pop("device", None), options.pop("dtype", None)
         encoder = _load_folder(path, device, dtype, options)

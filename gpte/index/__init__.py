@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gpte.index.base import INDEX_PRECISIONS, METRICS, Hit, IndexPrecision, Metric, VectorIndex
+from gpte.index.collection import Collection  # noqa: E402  (needs the names above)
 from gpte.index.errors import (
     IndexCorruptError,
     IndexInputError,
@@ -23,7 +24,6 @@ from gpte.index.exact import ExactIndex
 from gpte.index.faiss_backend import AUTO_FLAT_MAX, FaissIndex, auto_spec
 from gpte.index.filters import compile_filter
 from gpte.index.store import list_versions, open_index, save_index
-from gpte.index.collection import Collection  # noqa: E402  (needs the names above)
 
 __all__ = [
     "Collection",
