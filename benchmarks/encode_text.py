@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="number of sentences")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64, help="gpte batch size")
+    parser.add_argument("--batch-size", type=int, default=None, help="gpte batch size (default: gpte's own)")
     parser.add_argument("--peer-batch-size", type=int, default=32, help="sentence-transformers batch size (its default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on cuda)")

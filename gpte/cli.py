@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=default,
                        help=f"registered name or local folder (default: {default or 'the index model, else minilm'})")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--batch-size", type=int, default=None, help="texts per batch (default: 256 on CPU)")
 
     p = sub.add_parser("embed", help="embed texts → .npy or JSONL")
     p.add_argument("texts", nargs="*", help="texts to embed; '-' or none reads stdin, one per line")
@@ -318,11 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(level: int) -> None:
+    """Send gpte's log records to the current stderr; replaces the handler of an earlier main() in this process."""
+    log = logging.getLogger("gpte")
+    for handler in [h for h in log.handlers if getattr(h, "_gpte_cli", False)]:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("gpte: %(levelname)s: %(message)s"))
+    handler._gpte_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="gpte: %(levelname)s: %(message)s", force=True)
+    _configure_logging(level)
     from gpte.index.errors import IndexCorruptError, IndexReadOnlyError
     from gpte.shared.errors import GpteError
     from gpte.shared.fsio import LockedError

@@ -20,12 +20,26 @@ T = TypeVar("T")
 _END = object()
 
 
-def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Split item indices into batches of at most ``batch_size``, longest first (out-of-memory shows up at once)."""
+def length_sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Split item indices into batches, longest first (an out-of-memory error shows up at once).
+
+    A batch holds at most ``batch_size`` items and, when ``max_tokens`` is given, at most ``max_tokens`` padded
+    tokens (items × its longest item), so batches of long items are smaller than batches of short ones.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)  # sorted: the first item is the longest of the batch
+        size = max(1, min(batch_size, max_tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
