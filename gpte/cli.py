@@ -111,13 +111,14 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------- subcommands
+def _device_option(args: argparse.Namespace) -> dict[str, Any]:
+    return {"device": args.device} if getattr(args, "device", None) else {}
+
+
 def _load_model(args: argparse.Namespace) -> Any:
     import gpte
 
-    options: dict[str, Any] = {}
-    if getattr(args, "device", None):
-        options["device"] = args.device
-    return gpte.load(args.model or "minilm", **options)
+    return gpte.load(args.model or "minilm", **_device_option(args))
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -166,7 +167,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     if exists and not (args.update or args.overwrite):
         raise UsageError(f"{out} already holds files: pass --update to add to it or --overwrite to replace it")
     if exists and args.update:
-        coll = Collection.open(out, model=args.model)
+        coll = Collection.open(out, model=args.model, **_device_option(args))
     else:  # a new index; with --overwrite it replaces the old one atomically when saved
         coll = Collection(_load_model(args), backend=args.backend, spec=args.spec, precision=args.precision,
                           metric=args.metric, store_text=not args.no_text)
@@ -201,7 +202,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from gpte.index import Collection
 
-    coll = Collection.open(args.index, model=args.model, mmap=args.mmap)
+    coll = Collection.open(args.index, model=args.model, mmap=args.mmap, **_device_option(args))
     flt = json.loads(args.filter) if args.filter else None
     results = coll.search(list(args.queries), k=args.k, filter=flt)
     if args.json:

@@ -75,3 +75,13 @@ def test_bad_pooling_config():
         PoolingConfig(mode="avg")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="layers"):
         PoolingConfig(layers=0)
+
+
+def test_half_precision_long_inputs_do_not_overflow():
+    hidden = torch.randn(1, 400, 8)
+    mask = torch.ones(1, 400, dtype=torch.long)
+    for mode in ("weighted_mean", "mean", "mean_sqrt_len"):
+        ref = pool(hidden, mask, mode)
+        half = pool(hidden.half(), mask, mode)
+        assert half.dtype == torch.float32
+        torch.testing.assert_close(half, ref, atol=2e-3, rtol=2e-3)

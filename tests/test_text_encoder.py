@@ -219,3 +219,42 @@ def test_minilm_ranks_a_paraphrase_first(minilm):
     q = minilm.encode_query("read all lines of a text file")
     scores = minilm.encode_document(docs) @ q
     assert int(np.argmax(scores)) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_on_cuda_matches_cpu(dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = gpte.load("test-bert", device="cpu").encode(TEXTS)
+    gpu_model = gpte.load("test-bert", device="cuda", dtype=dtype)
+    gpu = gpu_model.encode(TEXTS)
+    assert gpu.dtype == np.float32
+    assert ((cpu * gpu).sum(1) > 0.99).all()
+    assert gpu_model.encode(TEXTS, output="torch").device.type == "cuda"
+
+
+def test_fingerprint_survives_dtype_and_ignores_paths(tmp_path):
+    a = gpte.load("test-bert", device="cpu")
+    b = gpte.load("test-bert", device="cpu", dtype=torch.float16)
+    assert a.fingerprint() == b.fingerprint()
+    c = gpte.load("test-bert", device="cpu", seed=1)
+    assert c.fingerprint() != a.fingerprint()
+    a.save(tmp_path / "one")
+    a.save(tmp_path / "two")
+    assert gpte.load(tmp_path / "one").fingerprint() == gpte.load(tmp_path / "two").fingerprint() == a.fingerprint()
+    before = a.fingerprint()
+    a.configure(document_prompt="passage: ")  # settings that change document embeddings change the fingerprint
+    assert a.fingerprint() != before
+    with torch.no_grad():
+        a.backbone.embeddings.word_embeddings.weight.add_(1.0)
+    assert a.refresh_fingerprint() != gpte.load(tmp_path / "one").configure(document_prompt="passage: ").fingerprint()
+
+
+@pytest.mark.slow
+def test_minilm_fingerprint_same_by_name_and_by_folder():
+    from gpte.unimodal.text_models import minilm_path
+
+    by_name = gpte.load("minilm", device="cpu")
+    by_path = gpte.load(minilm_path(), device="cpu")
+    assert by_name.fingerprint() == by_path.fingerprint()

@@ -106,6 +106,9 @@ class ExactIndex(VectorIndex):
         self._data = np.ascontiguousarray(self.data[keep])
         self._gpu_data = None
 
+    def _packed_codes(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.data[rows])
+
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         if self.precision == "int8":
             return dequantize_embeddings(codes, "int8", ranges=self._ranges)

@@ -253,6 +253,9 @@ class FaissIndex(VectorIndex):
             return all_codes[rows]
         return index.reconstruct_batch(rows)
 
+    def _packed_codes(self, rows: np.ndarray) -> np.ndarray:
+        return self._reconstruct(rows)
+
     def _compact_rows(self, keep: np.ndarray) -> None:
         faiss = self._faiss
         fresh = faiss.clone_binary_index(self._index) if self._binary else faiss.clone_index(self._index)

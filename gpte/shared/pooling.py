@@ -90,11 +90,13 @@ def pool(
     """Pool token states ``hidden [B, L, H]`` under ``attention_mask [B, L]`` into ``[B, H]``.
 
     Padded positions are excluded with ``masked_fill`` rather than multiplication, so NaN or garbage in padded
-    states (possible with fully masked rows under SDPA) never leaks into the result.
+    states (possible with fully masked rows under SDPA) never leaks into the result. Computed in float32 whatever the
+    input dtype (the output is float32).
     """
     if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
         raise ValueError(f"pool expects hidden [B, L, H] and mask [B, L]; got {tuple(hidden.shape)} and "
                          f"{tuple(attention_mask.shape)}")
+    hidden = hidden.float()  # sums of position weights overflow float16 past ~360 tokens; pool in float32
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     if mode == "cls":
         return hidden[rows, _first_index(attention_mask.bool())]

@@ -170,7 +170,7 @@ class TextEncoder(nn.Module):
             raise ValueError(f"truncate_dim={config.truncate_dim} must lie in 1..{full}")
         self._tokens = _Tokens(tokenizer, config.append_eos)
         self._prompt_cache: dict[str, int] = {}
-        self._fingerprint: str | None = None
+        self._weights_digest: str | None = None  # see fingerprint(); kept across dtype casts and device moves
         self.source = config.name  # what gpte.load was given (registry name or absolute folder); set by gpte.load
 
     # ------------------------------------------------------------------ properties
@@ -385,16 +385,25 @@ class TextEncoder(nn.Module):
 
     # ------------------------------------------------------------------ identity and persistence
     def fingerprint(self) -> str:
-        """BLAKE2b digest of the config and every weight: two encoders with equal fingerprints embed identically."""
-        if self._fingerprint is None:
-            h = hashlib.blake2b(digest_size=16)
-            h.update(json.dumps({k: v for k, v in self.config.to_dict().items() if k != "name"},
-                                sort_keys=True).encode())
-            for name, tensor in sorted(self.state_dict().items()):
-                h.update(name.encode())
-                h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+        """Digest of the settings that shape document embeddings and of the weights.
+
+        Two encoders with equal fingerprints embed identically (up to the dtype they run in). The weights part is the
+        digest of the weight files a model was loaded from (:func:`weights_digest`), or of the in-memory tensors for a
+        model built in-process; casting to float16 or moving devices keeps it, so an index built on a GPU opens on a
+        CPU. Call :meth:`refresh_fingerprint` after changing weights in place (training).
+        """
+        if self._weights_digest is None:
+            self._weights_digest = _state_digest(self)
+        h = hashlib.blake2b(digest_size=16)
+        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("name", "backbone")}
+        h.update(json.dumps(settings, sort_keys=True).encode())
+        h.update(self._weights_digest.encode())
+        return h.hexdigest()
+
+    def refresh_fingerprint(self) -> str:
+        """Recompute the weights digest from the tensors in memory (after training or editing weights)."""
+        self._weights_digest = _state_digest(self)
+        return self.fingerprint()
 
     def identity(self) -> dict[str, Any]:
         """What an index records about the model that filled it (compared again when the index is loaded)."""
@@ -414,7 +423,9 @@ class TextEncoder(nn.Module):
             if self.projection is not None:
                 state = {k: v.detach().cpu().contiguous() for k, v in self.projection.state_dict().items()}
                 save_file(state, str(tmp / "head.safetensors"))
-            atomic_write_json(tmp / CONFIG_NAME, {"format": FORMAT, "version": FORMAT_VERSION, "config": config})
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": config,
+                    "weights_digest": self._weights_digest or _state_digest(self)}
+            atomic_write_json(tmp / CONFIG_NAME, meta)
         logger.info("saved text encoder to %s", path)
         return path
 
@@ -446,6 +457,8 @@ class TextEncoder(nn.Module):
 
             encoder.projection.load_state_dict(load_file(str(head), device="cpu"))
             encoder.projection.to(device=encoder.device, dtype=next(encoder.backbone.parameters()).dtype)
+        if isinstance(meta.get("weights_digest"), str):
+            encoder._weights_digest = meta["weights_digest"]
         return encoder
 
     @classmethod
@@ -485,6 +498,7 @@ class TextEncoder(nn.Module):
         with _quiet_transformers():
             model = AutoModel.from_pretrained(backbone, local_files_only=True, attn_implementation="sdpa", dtype=dtype)
         encoder = cls(config, model, tokenizer)
+        encoder._weights_digest = weights_digest(backbone)
         return encoder.to(device=device).to_dtype(dtype)
 
     def configure(self, **options: Any) -> TextEncoder:
@@ -500,21 +514,50 @@ class TextEncoder(nn.Module):
         self.pooling.config = self.config.pooling
         self._tokens = _Tokens(self.tokenizer, self.config.append_eos)
         self._prompt_cache.clear()
-        self._fingerprint = None
         if self.config.truncate_dim is not None and not 1 <= self.config.truncate_dim <= self.full_dim:
             raise ValueError(f"truncate_dim={self.config.truncate_dim} must lie in 1..{self.full_dim}")
         return self
 
     def to_dtype(self, dtype: torch.dtype) -> TextEncoder:
         """Cast weights (backbone and projection) to ``dtype``; pooling and normalisation stay float32."""
+        if self._weights_digest is None and next(self.parameters()).dtype != dtype:
+            self._weights_digest = _state_digest(self)  # before the cast, so the identity survives it
         self.backbone.to(dtype=dtype)
         if self.projection is not None:
             self.projection.to(dtype=dtype)
-        self._fingerprint = None
         return self
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}, dim={self.embed_dim}, max_length={self.max_length}"
+
+
+def _state_digest(module: nn.Module) -> str:
+    """BLAKE2b of every tensor of ``module`` as float32 bytes (in-process models)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_digest(folder: str | os.PathLike[str], samples: int = 16, block: int = 1 << 16) -> str:
+    """Sampled content digest of a model folder's weight files (``*.safetensors``, ``*.bin``, ``*.pt``).
+
+    Per file: its name, its size, its first MiB (the safetensors header with every tensor's name, dtype, shape and
+    offset) and ``samples`` blocks of ``block`` bytes spread evenly over the rest. Reads about 2 MiB per file, so a
+    7B-parameter checkpoint is fingerprinted as fast as a small one; any re-training changes the sampled bytes.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    for path in files:
+        size = path.stat().st_size
+        h.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            for i in range(samples):
+                fh.seek(max(0, (size - block) * i // max(1, samples - 1)))
+                h.update(fh.read(block))
+    return h.hexdigest()
 
 
 def _apply_options(config: TextEncoderConfig, options: dict[str, Any]) -> None:
