@@ -68,7 +68,11 @@ def _jsonl_docs(path: Path) -> Iterator[tuple[Any, str, dict[str, Any]]]:
                 logger.warning("%s:%d: skipped, expected an object with a string 'text'", path, lineno)
                 continue
             text = record.pop("text")
-            yield record.pop("id", f"{path.name}:{lineno}"), text, record
+            item_id = record.pop("id", f"{path.name}:{lineno}")
+            if isinstance(item_id, bool) or not isinstance(item_id, str | int):
+                logger.warning("%s:%d: skipped, 'id' must be a string or an integer", path, lineno)
+                continue
+            yield item_id, text, record
 
 
 def _folder_docs(root: Path, glob: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -104,6 +108,17 @@ def _corpus(source: str, glob: str) -> Iterator[tuple[Any, str, dict[str, Any]]]
             lines = [(f"{path.name}:{i}", line.rstrip("\n"), {"line": i}) for i, line in enumerate(fh, 1)]
         return iter([item for item in lines if item[1].strip()])
     raise UsageError(f"{source!r} is not a folder, a file, or a built-in corpus ({', '.join(BUILTIN_CORPORA)})")
+
+
+def _unique(docs: Iterator[tuple[Any, str, dict[str, Any]]]) -> Iterator[tuple[Any, str, dict]]:
+    """Drop repeated ids with a warning (the first occurrence wins), so one duplicate cannot sink a long build."""
+    seen: set[Any] = set()
+    for item in docs:
+        if item[0] in seen:
+            logger.warning("id %r appears more than once in the source; keeping the first", item[0])
+            continue
+        seen.add(item[0])
+        yield item
 
 
 class UsageError(Exception):
@@ -163,6 +178,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     from gpte.index import Collection
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a directory for the index")
     exists = out.is_dir() and any(out.iterdir())
     if exists and not (args.update or args.overwrite):
         raise UsageError(f"{out} already holds files: pass --update to add to it or --overwrite to replace it")
@@ -171,7 +188,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     else:  # a new index; with --overwrite it replaces the old one atomically when saved
         coll = Collection(_load_model(args), backend=args.backend, spec=args.spec, precision=args.precision,
                           metric=args.metric, store_text=not args.no_text)
-    docs = _corpus(args.source, args.glob)
+    docs = _unique(_corpus(args.source, args.glob))
     batch: list[tuple[Any, str, dict[str, Any]]] = []
     added = 0
     bar = tqdm(unit="doc", desc="index", disable=args.quiet or not sys.stderr.isatty())

@@ -123,3 +123,23 @@ def test_minilm_end_to_end_search(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(tmp_path / "idx"), "how do I read a file line by line", "-k", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hits"][0]["id"] == "read"
+
+
+def test_bad_and_repeated_ids_are_skipped_not_fatal(tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": 1.5, "text": "float id"}\n{"id": null, "text": "null id"}\n'
+                      '{"id": "a", "text": "first a"}\n{"id": "a", "text": "second a"}\n{"id": 7, "text": "int id"}\n',
+                      encoding="utf-8")
+    out = tmp_path / "idx"
+    assert main(["index", "build", str(corpus), "--out", str(out), "--backend", "exact", *M]) == 0
+    captured = capsys.readouterr()
+    assert "c.jsonl:1: skipped, 'id' must be a string or an integer" in captured.err
+    assert "c.jsonl:2: skipped" in captured.err and "id 'a' appears more than once" in captured.err
+    assert "indexed 2 documents" in captured.out
+    assert main(["search", str(out), "first a", "-k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert {h["id"] for h in hits} == {"a", 7} and hits[0]["metadata"]["text"] == "first a"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["-q", "index", "build", str(corpus), "--out", str(afile), *M]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -93,6 +93,12 @@ def test_matryoshka_truncation(test_bert):
 def test_quantised_output(test_bert):
     i8 = test_bert.encode(TEXTS * 4, precision="int8")
     assert i8.dtype == np.int8 and i8.shape == (16, 32)
+    np.testing.assert_array_equal(test_bert.encode(TEXTS[0], precision="int8"), i8[0])  # batch-independent codes
+    full = test_bert.encode(TEXTS)
+    approx = (i8[:4].astype(np.float32) + 128) * (2 / 255) - 1  # buckets of [-1, 1]
+    assert ((approx * full).sum(1) / np.linalg.norm(approx, axis=1) > 0.99).all()
+    with pytest.raises(ValueError, match="ranges="):
+        test_bert.encode(TEXTS, precision="int8", normalize=False)
     ub = test_bert.encode(TEXTS, precision="ubinary")
     assert ub.dtype == np.uint8 and ub.shape == (4, 4)
     signs = test_bert.encode(TEXTS) > 0
@@ -258,3 +264,49 @@ def test_minilm_fingerprint_same_by_name_and_by_folder():
     by_name = gpte.load("minilm", device="cpu")
     by_path = gpte.load(minilm_path(), device="cpu")
     assert by_name.fingerprint() == by_path.fingerprint()
+
+
+def _byte_level_bpe():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(["query: hello world", "hello there world", "a query about the world"] * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>")
+
+
+def test_prompt_boundary_with_byte_level_bpe(test_decoder):
+    """A prompt's trailing space merges into the next word ('Ġhello'): that token belongs to the text."""
+    from gpte.unimodal.text import TextEncoder, TextEncoderConfig
+
+    tok = _byte_level_bpe()
+    cfg = TextEncoderConfig(pooling=PoolingConfig(mode="mean", include_prompt=False), padding_side="left",
+                            append_eos=True, max_length=64)
+    enc = TextEncoder(cfg, test_decoder.backbone, tok)
+    seg = enc._segments(["hello world"], "query: ", "truncate")
+    pieces = tok.convert_ids_to_tokens(seg.seqs[0])
+    n = int(seg.prompt_len[0])
+    assert "".join(pieces[:n]).replace("Ġ", " ").strip() == "query:"
+    assert "hello" in pieces[n]  # the first pooled token is the text's first word
+    got = enc.encode("hello world", prompt="query: ", normalize=False)
+    ids = torch.tensor([seg.seqs[0]])
+    with torch.no_grad():
+        hidden = test_decoder.backbone(input_ids=ids).last_hidden_state[0]
+    np.testing.assert_allclose(got, hidden[n:].mean(0).numpy(), atol=1e-5)
+
+
+def test_chunk_windows_cover_every_token_once(test_bert):
+    long_text = " ".join(f"w{i}" for i in range(300))
+    seg = test_bert._segments([long_text, "short"], "note: ", "chunk")
+    tok = test_bert._tokens
+    body_len = len(tok.ids(["note: " + long_text])[0]) - int(seg.prompt_len[0]) + len(tok.prefix)
+    windows = seg.owner == 0
+    assert windows.sum() >= 3 and seg.weight[windows].sum() == body_len  # every text token counted once
+    assert all(len(s) <= test_bert.max_length for s in seg.seqs)
+    last = seg.seqs[int(np.flatnonzero(windows)[-1])]
+    assert last[len(last) - len(tok.suffix) :] == tok.suffix
+    assert last[len(last) - len(tok.suffix) - 1] == tok.ids(["note: " + long_text])[0][-1]  # ends at the text's end
+    assert seg.weight[seg.owner == 1].tolist() == [1.0]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from gpte.index.base import INDEX_PRECISIONS, METRICS, Hit, IndexPrecision, Metric, VectorIndex
-from gpte.index.collection import Collection  # noqa: E402  (needs the names above)
+from gpte.index.collection import Collection
 from gpte.index.errors import (
+    IndexConflictError,
     IndexCorruptError,
     IndexInputError,
     IndexMismatchError,
@@ -45,6 +46,7 @@ __all__ = [
     "IndexInputError",
     "IndexMismatchError",
     "IndexCorruptError",
+    "IndexConflictError",
     "IndexReadOnlyError",
     "LockedError",
 ]

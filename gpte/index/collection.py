@@ -70,6 +70,7 @@ class Collection:
             raise ValueError(f"index dim {index.dim} differs from the model's embedding dim {self.model.embed_dim}")
         self.index = index
         self.store_text = store_text
+        self._next_id = 0
 
     # ------------------------------------------------------------------ writing
     def _prepare(
@@ -77,9 +78,11 @@ class Collection:
         on_error: str,
     ) -> tuple[list[str], list[ItemId], list[dict[str, Any]]]:
         documents = list(documents)
-        if ids is None:
-            start = len(self.index)
+        if ids is None:  # consecutive ints after the largest int id ever used (deleted ones included)
+            start = max((i for i in self.index.ids() if isinstance(i, int) and not isinstance(i, bool)), default=-1)
+            start = max(start + 1, self._next_id)
             ids = list(range(start, start + len(documents)))
+            self._next_id = start + len(documents)
         ids = list(ids)
         if len(ids) != len(documents):
             raise ValueError(f"{len(ids)} ids for {len(documents)} documents")

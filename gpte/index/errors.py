@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gpte.shared.fsio import LockedError
 
-__all__ = ["IndexInputError", "IndexMismatchError", "IndexCorruptError", "IndexReadOnlyError", "LockedError"]
+__all__ = ["IndexInputError", "IndexMismatchError", "IndexCorruptError", "IndexReadOnlyError", "IndexConflictError",
+           "LockedError"]
 
 
 class IndexInputError(ValueError):
@@ -21,3 +22,7 @@ class IndexCorruptError(RuntimeError):
 
 class IndexReadOnlyError(RuntimeError):
     """A write was attempted on an index opened read-only (memory-mapped)."""
+
+
+class IndexConflictError(RuntimeError):
+    """Another writer saved the index directory after this index was opened from it (a lost update was refused)."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gpte.index.base import IndexPrecision, Metric, VectorIndex
-from gpte.index.errors import IndexCorruptError
+from gpte.index.errors import IndexCorruptError, IndexInputError
 from gpte.index.scoring import block_topk, empty_topk, float_scores, merge_topk
 from gpte.shared.quantize import compute_ranges, dequantize_embeddings, quantize_embeddings, unpack_signs
 
@@ -58,6 +58,10 @@ class ExactIndex(VectorIndex):
         self._chunks: list[np.ndarray] = []
         self._data = np.zeros((0, self._code_width()), dtype=self._code_dtype())
         self._ranges: np.ndarray | None = None
+        if device not in (None, "cpu", "cuda"):
+            raise IndexInputError(f"device must be 'cpu', 'cuda' or None (got {device!r})")
+        if device == "cuda" and precision not in ("float32", "float16"):
+            raise IndexInputError(f"the exact backend searches {precision} codes on the CPU; use device=None or 'cpu'")
         use_gpu = device == "cuda" or (device is None and precision in ("float32", "float16") and _cuda_available())
         self._device = "cuda" if use_gpu else "cpu"
         self._gpu_data: Any = None  # torch tensor cache of self._data on the GPU

@@ -34,8 +34,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpte.index.errors import IndexCorruptError, IndexMismatchError
-from gpte.shared.fsio import atomic_write_bytes, atomic_write_json, fsync_dir, writer_lock
+from gpte.index.errors import IndexConflictError, IndexCorruptError, IndexMismatchError
+from gpte.shared.fsio import atomic_write_bytes, atomic_write_json, fsync_dir, umask_mode, writer_lock
 
 if TYPE_CHECKING:
     from gpte.index.base import VectorIndex
@@ -91,11 +91,22 @@ def save_index(index: VectorIndex, path: str | Path) -> Path:
     with writer_lock(path):
         if index._n_dead:
             index.compact()
-        previous = _read_current(path) if (path / "CURRENT").exists() else None
+        try:
+            previous = _read_current(path)
+        except IndexCorruptError as exc:  # a damaged pointer: this save writes a good one
+            logger.warning("%s; the new save replaces it", exc)
+            previous = None
+        base = getattr(index, "_opened_from", None)
+        if base is not None and base[0] == path.resolve() and previous != base[1]:
+            raise IndexConflictError(
+                f"{path} changed since this index was opened from it (opened {base[1]}, now {previous}): another "
+                "writer saved in between; reopen the index, re-apply the changes and save again"
+            )
         existing = list_versions(path)
         number = max([int(n[1:]) for n in existing], default=0) + 1
         name = f"v{number:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=path))
+        os.chmod(tmp, umask_mode())  # a version folder is as readable as any other folder the user makes
         final = path / name
         try:
             fields = index._write_state(tmp)
@@ -124,6 +135,7 @@ def save_index(index: VectorIndex, path: str | Path) -> Path:
                 shutil.rmtree(final, ignore_errors=True)
             raise
         _prune(path, keep={name, previous})
+        index._opened_from = (path.resolve(), name)
     logger.info("saved %s (%d items) to %s", index.spec, len(index), final)
     return final
 
@@ -146,8 +158,12 @@ def _prune(path: Path, keep: set[str | None]) -> None:
 
 
 def _resolve_version(path: Path, version: str | int | None) -> str:
-    current = _read_current(path)
     if version in (None, "current"):
+        try:
+            current = _read_current(path)
+        except IndexCorruptError as exc:
+            raise IndexCorruptError(f"{exc}; load a version explicitly, e.g. version='previous' "
+                                    f"(on disk: {list_versions(path)})") from exc
         if current is None:
             if list_versions(path):
                 raise IndexCorruptError(
@@ -155,6 +171,10 @@ def _resolve_version(path: Path, version: str | int | None) -> str:
                 )
             raise FileNotFoundError(f"{path} is not a gpte index directory (no CURRENT file)")
         return current
+    try:
+        current = _read_current(path)
+    except IndexCorruptError:  # a damaged pointer must not hide the versions on disk
+        current = None
     if version == "previous":
         older = [n for n in list_versions(path) if current is None or int(n[1:]) < int(current[1:])]
         if not older:
@@ -253,6 +273,7 @@ def open_index(
         raise IndexCorruptError(f"{exc}{hint}") from exc
     _read_items(vdir / _ITEMS, index, manifest, hint)
     index.read_only = mmap
+    index._opened_from = (path.resolve(), name)
     logger.info("opened %s (%d items) from %s", index.spec, len(index), vdir)
     return index
 

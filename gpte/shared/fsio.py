@@ -17,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_writer", "fsync_dir", "writer_lock", "LockedError"]
+__all__ = ["umask_mode", "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_writer", "fsync_dir", "writer_lock", "LockedError"]
 
 
 class LockedError(RuntimeError):
@@ -71,32 +71,43 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(dirpath)
 
 
+def umask_mode(base: int = 0o777) -> int:
+    """``base`` less the process umask: the mode a plain ``mkdir`` would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory in a temporary sibling, fsync it, then swap it in for ``path``.
 
     On an exception the temporary directory is removed and ``path`` is untouched. The swap renames the old
-    directory aside, renames the new one in and then deletes the old one, so ``path`` always holds a complete
-    directory except for the instant between two renames.
+    directory aside, renames the new one in and then deletes the old one; should the second rename fail, the old
+    directory is renamed back. The new directory gets the usual permissions (``0o777`` less the umask), not the
+    ``0o700`` of a temporary directory.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, umask_mode())
+    old: Path | None = None
     try:
         yield tmp
         _fsync_tree(tmp)
-        old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)
         fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old is not None and not path.exists():
+            os.replace(old, path)  # put the previous directory back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

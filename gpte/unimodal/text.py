@@ -136,6 +136,20 @@ class _Tokens:
             return [e.ids for e in self.fast.encode_batch(list(texts), add_special_tokens=False)]
         return [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]  # pragma: no cover
 
+    def ids_after_prompt(self, texts: Sequence[str], prompt_chars: int) -> tuple[list[list[int]], list[int]]:
+        """Token ids of each ``prompt + text`` and how many leading tokens lie wholly inside the prompt.
+
+        Counted from the character offsets of the joint tokenisation: with byte-level BPE or SentencePiece a prompt's
+        trailing space merges into the text's first token ("Ġhello"), which then belongs to the text.
+        """
+        if self.fast is None:  # pragma: no cover - slow tokenizers: count the prompt tokenised alone
+            ids = self.ids(texts)
+            n = len(self.ids([texts[0][:prompt_chars]])[0]) if prompt_chars and texts else 0
+            return ids, [n] * len(ids)
+        encodings = self.fast.encode_batch(list(texts), add_special_tokens=False)
+        counts = [sum(1 for _, end in e.offsets if end <= prompt_chars) if prompt_chars else 0 for e in encodings]
+        return [e.ids for e in encodings], counts
+
 
 @dataclass
 class _Segments:
@@ -143,7 +157,8 @@ class _Segments:
 
     seqs: list[list[int]]  # full sequences, special tokens included
     owner: np.ndarray  # [S] index of the input text each sequence belongs to
-    prompt_len: int  # leading tokens (specials + prompt) of every sequence
+    prompt_len: np.ndarray  # [S] leading tokens (specials + prompt) of each sequence
+    weight: np.ndarray  # [S] text tokens a window adds to its text's average (1 for a whole text)
     truncated: int  # texts cut at max_length
 
 
@@ -200,35 +215,49 @@ class TextEncoder(nn.Module):
         return self._prompt_cache[prompt]
 
     def _segments(self, texts: Sequence[str], prompt: str, long_texts: str) -> _Segments:
+        """Token sequences for ``texts``: whole, truncated, or (``long_texts='chunk'``) overlapping windows.
+
+        Windows step by 7/8 of their width and the last one is aligned to the end of the text; each window's weight
+        is the number of text tokens it adds that no earlier window covered, so the weights of a text sum to its
+        length and the average counts every token once.
+        """
         tok = self._tokens
         budget = self.max_length - len(tok.prefix) - len(tok.suffix)  # tokens for prompt + text
-        n_prompt = self._prompt_tokens(prompt)
-        if budget - n_prompt < 1:
-            raise ValueError(f"the prompt {prompt!r} takes {n_prompt} tokens, leaving no room in max_length="
-                             f"{self.max_length}")
+        if budget - self._prompt_tokens(prompt) < 1:
+            raise ValueError(f"the prompt {prompt!r} takes {self._prompt_tokens(prompt)} tokens, leaving no room in "
+                             f"max_length={self.max_length}")
         seqs: list[list[int]] = []
         owner: list[int] = []
+        plens: list[int] = []
+        weights: list[float] = []
         truncated = 0
         joined = [prompt + t for t in texts]
         if self.config.lowercase:
             joined = [t.lower() for t in joined]
-        for i, ids in enumerate(tok.ids(joined)):
-            if len(ids) <= budget:
-                seqs.append(tok.prefix + ids + tok.suffix)
-                owner.append(i)
-                continue
-            truncated += 1
-            if long_texts == "truncate":
+        all_ids, prompt_counts = tok.ids_after_prompt(joined, len(prompt))
+        lead = len(tok.prefix)
+        for i, (ids, n_prompt) in enumerate(zip(all_ids, prompt_counts, strict=True)):
+            if len(ids) <= budget or long_texts == "truncate":
+                truncated += len(ids) > budget
                 seqs.append(tok.prefix + ids[:budget] + tok.suffix)
                 owner.append(i)
+                plens.append(lead + n_prompt)
+                weights.append(1.0)
                 continue
+            truncated += 1
             head, body = ids[:n_prompt], ids[n_prompt:]
             width = budget - n_prompt
             step = max(1, width - width // 8)  # windows overlap by 1/8 so no sentence is cut without context
-            for start in range(0, max(1, len(body) - width + step), step):
+            starts = list(range(0, len(body) - width, step)) + [len(body) - width]
+            covered = 0
+            for start in starts:
                 seqs.append(tok.prefix + head + body[start : start + width] + tok.suffix)
                 owner.append(i)
-        return _Segments(seqs, np.asarray(owner, dtype=np.int64), len(tok.prefix) + n_prompt, truncated)
+                plens.append(lead + n_prompt)
+                weights.append(float(start + width - covered))
+                covered = start + width
+        return _Segments(seqs, np.asarray(owner, dtype=np.int64), np.asarray(plens, dtype=np.int64),
+                         np.asarray(weights, dtype=np.float32), truncated)
 
     def tokenize(self, texts: Sequence[str], prompt: str = "") -> dict[str, Tensor]:
         """Tokenise for training: ``input_ids``/``attention_mask`` ``[B, L]`` and ``prompt_lengths`` ``[B]``.
@@ -241,7 +270,7 @@ class TextEncoder(nn.Module):
         return {
             "input_ids": torch.from_numpy(ids),
             "attention_mask": torch.from_numpy(mask),
-            "prompt_lengths": torch.full((len(items),), seg.prompt_len, dtype=torch.long),
+            "prompt_lengths": torch.from_numpy(seg.prompt_len),
         }
 
     # ------------------------------------------------------------------ forward
@@ -285,6 +314,7 @@ class TextEncoder(nn.Module):
         show_progress: bool | None = None,
         long_texts: Literal["truncate", "chunk"] = "truncate",
         chunk_size: int = 16384,
+        ranges: np.ndarray | None = None,
     ) -> np.ndarray | Tensor:
         """Embed ``texts`` (one string → one vector; a sequence → ``[N, D]``).
 
@@ -293,7 +323,10 @@ class TextEncoder(nn.Module):
         ``max_batch_tokens`` padded tokens (defaults: 256 and 1,024 on a CPU, where small matrices stay in cache;
         1,024 and 65,536 on a GPU). ``long_texts='chunk'`` embeds a text longer than ``max_length``
         as overlapping windows whose pooled vectors are averaged, weighted by token count. ``precision`` other than
-        float32 quantises for storage (``gpte.shared.quantize``). Rows come back in input order.
+        float32 quantises for storage (``gpte.shared.quantize``). int8/uint8 need the same per-dimension ranges for
+        every call, or codes of different calls would not compare: ``ranges`` (``(2, D)`` mins and maxs, e.g.
+        ``compute_ranges`` of a calibration sample), else ``[-1, 1]`` for normalised embeddings (every component of a
+        unit vector lies there). Rows come back in input order.
         """
         if long_texts not in ("truncate", "chunk"):
             raise ValueError(f"long_texts must be 'truncate' or 'chunk' (got {long_texts!r})")
@@ -315,7 +348,12 @@ class TextEncoder(nn.Module):
             if precision != "float32":
                 from gpte.shared.quantize import quantize_embeddings
 
-                arr = quantize_embeddings(arr, precision)
+                if precision in ("int8", "uint8") and ranges is None:
+                    if not normalize:
+                        raise ValueError(f"{precision} codes of unnormalised embeddings need ranges= (per-dimension "
+                                         "[mins, maxs], e.g. gpte.shared.quantize.compute_ranges(calibration))")
+                    ranges = np.stack([np.full(arr.shape[1], -1.0), np.full(arr.shape[1], 1.0)]).astype(np.float32)
+                arr = quantize_embeddings(arr, precision, ranges=ranges)
             if output == "torch":
                 return torch.from_numpy(arr[0] if single else arr)
             return arr[0] if single else arr
@@ -332,7 +370,10 @@ class TextEncoder(nn.Module):
     def _batches(
         self, items: list[str], prompt: str, batching: tuple[int, int], long_texts: str, chunk_size: int
     ) -> Iterator[tuple[Tensor, Tensor, np.ndarray, np.ndarray]]:
-        """Yield padded CPU batches ``(ids [B, L], mask [B, L], owner [B], n_tokens [B])``; runs in a worker thread."""
+        """Yield padded CPU batches ``(ids [B, L], mask [B, L], prompt_len [B], owner [B], weight [B])``.
+
+        Runs in the prefetch worker thread.
+        """
         pin = self.device.type == "cuda"
         truncated = 0
         for lo in range(0, len(items), chunk_size):
@@ -344,7 +385,7 @@ class TextEncoder(nn.Module):
                 t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
                 if pin:
                     t_ids, t_mask = t_ids.pin_memory(), t_mask.pin_memory()
-                yield t_ids, t_mask, seg.owner[rows] + lo, lengths[rows]
+                yield t_ids, t_mask, torch.from_numpy(seg.prompt_len[rows]), seg.owner[rows] + lo, seg.weight[rows]
         if truncated:
             hint = "they were embedded as overlapping windows" if long_texts == "chunk" else (
                 "they were truncated; pass long_texts='chunk' to embed them as overlapping windows")
@@ -361,20 +402,20 @@ class TextEncoder(nn.Module):
         if show_progress is None:
             show_progress = len(items) >= 2048 and sys.stderr.isatty()
         device = self.device
-        n_prompt = len(self._tokens.prefix) + self._prompt_tokens(prompt)
         was_training = self.training
         self.eval()
         sums = torch.zeros(len(items), self.full_dim, dtype=torch.float32, device=device)  # [N, D]
         weights = torch.zeros(len(items), dtype=torch.float32, device=device)  # [N]
         bar = tqdm(total=len(items), unit="text", disable=not show_progress, desc="encode")
         try:
-            for ids, mask, owner, n_tok in prefetch(self._batches(items, prompt, batching, long_texts, chunk_size)):
+            for ids, mask, plen, owner, weight in prefetch(
+                self._batches(items, prompt, batching, long_texts, chunk_size)
+            ):
                 ids = ids.to(device, non_blocking=True)
                 mask = mask.to(device, non_blocking=True)
-                plen = torch.full((ids.shape[0],), n_prompt, dtype=torch.long, device=device)
-                pooled = self._pooled(ids, mask, plen).float()  # [B, D]
+                pooled = self._pooled(ids, mask, plen.to(device)).float()  # [B, D]
                 owner_t = torch.from_numpy(owner).to(device)
-                w = torch.from_numpy(n_tok.astype(np.float32)).to(device)  # [B] token counts
+                w = torch.from_numpy(weight).to(device)  # [B] window weights (1 for whole texts)
                 sums.index_add_(0, owner_t, pooled * w[:, None])
                 weights.index_add_(0, owner_t, w)
                 bar.update(len(np.unique(owner)))
