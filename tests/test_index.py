@@ -20,6 +20,7 @@ from gpte.index import (
     IndexReadOnlyError,
     LockedError,
     auto_spec,
+    compile_filter,
     create_index,
     list_versions,
     open_index,
@@ -167,17 +168,35 @@ def test_filters(data, backend: str) -> None:
         idx.search(q, k=5, filter={"lang": {"$regex": "py"}})
 
 
-def test_filter_matches_exact_oracle_on_large_subset(data) -> None:
-    x, q = data  # ~1000 allowed rows: the selector path of HNSW, checked against exact filtered search
-    ex = create_index(DIM, backend="exact")
-    hn = create_index(DIM, backend="faiss", spec="HNSW32", ef_search=128)
-    big = np.concatenate([x, x[::-1] * -1])  # 6000 rows so the filtered set exceeds the brute-force cutoff
-    metas = meta_for(len(big))
-    for idx in (ex, hn):
-        idx.add(ids_for(len(big)), big, metas)
-    flt = {"lang": {"$ne": "go"}}
-    truth = [[h.id for h in row] for row in ex.search(q, 10, filter=flt)]
-    assert recall(hn.search(q, 10, filter=flt), truth) >= 0.95
+@pytest.mark.parametrize("spec", ["HNSW32", "IVF16,Flat", "Flat", "BFlat"])
+def test_filtered_faiss_paths_match_exact_oracle(data, spec: str, monkeypatch) -> None:
+    """Filtered sets above the brute-force cutoff go through faiss (IDSelector, over-fetch, IVF fallback)."""
+    x, q = data
+    monkeypatch.setattr(faiss_backend, "_BRUTE_MAX", 16)  # force the faiss paths for every filtered search
+    calls: list[str] = []
+    for name in ("_search_selector", "_search_overfetch", "_search_exact"):
+        real = getattr(faiss_backend.FaissIndex, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(faiss_backend.FaissIndex, name, spy)
+    precision = "binary" if spec.startswith("B") else "float32"
+    ex = create_index(DIM, backend="exact", precision=precision)
+    fx = create_index(DIM, backend="faiss", spec=spec, precision=precision, ef_search=128, nprobe=4)
+    metas = meta_for(len(x))
+    for idx in (ex, fx):
+        idx.add(ids_for(len(x)), x, metas)
+        idx.rescore = 1
+    for flt in ({"lang": {"$ne": "go"}}, {"year": 2001}):
+        truth = [[h.id for h in row] for row in ex.search(q, 10, filter=flt)]
+        got = fx.search(q, 10, filter=flt)
+        allowed = {f"doc{i}" for i, m in enumerate(metas) if compile_filter(flt)(m)}
+        assert all(h.id in allowed for row in got for h in row)
+        assert all(len(row) == min(10, len(allowed)) for row in got)
+        assert recall(got, truth) >= (0.9 if spec != "BFlat" else 0.8)
+    assert "_search_selector" in calls or "_search_overfetch" in calls
 
 
 @pytest.mark.parametrize("spec", ["exact", "HNSW32", "IVF16,Flat", "BHNSW32"])

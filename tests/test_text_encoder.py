@@ -310,3 +310,20 @@ def test_chunk_windows_cover_every_token_once(test_bert):
     assert last[len(last) - len(tok.suffix) :] == tok.suffix
     assert last[len(last) - len(tok.suffix) - 1] == tok.ids(["note: " + long_text])[0][-1]  # ends at the text's end
     assert seg.weight[seg.owner == 1].tolist() == [1.0]
+
+
+def test_encoder_decoder_folder_embeds_with_its_encoder(tmp_path, test_bert):
+    from transformers import T5Config, T5Model
+
+    torch.manual_seed(0)
+    t5 = T5Model(T5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                          decoder_start_token_id=0)).eval()
+    t5.save_pretrained(tmp_path / "t5")
+    test_bert.tokenizer.save_pretrained(tmp_path / "t5")
+    enc = gpte.load(tmp_path / "t5", device="cpu")
+    assert type(enc.backbone).__name__ == "T5EncoderModel" and enc.config.pooling.mode == "mean"
+    emb = enc.encode(TEXTS, normalize=False)
+    ids = torch.tensor([enc._tokens.prefix + enc._tokens.ids([TEXTS[0]])[0] + enc._tokens.suffix])
+    with torch.no_grad():
+        ref = t5.encoder(input_ids=ids).last_hidden_state[0].mean(0)
+    np.testing.assert_allclose(emb[0], ref.numpy(), atol=1e-5)

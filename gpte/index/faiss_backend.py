@@ -19,7 +19,8 @@ scalar quantiser), ``binary`` → ``BFlat`` / ``BIVF{nlist}`` / ``BHNSW{M}`` (Ha
 faiss factory string is passed to ``faiss.index_factory`` as is (``IDMap`` prefixes are rejected: gpte manages ids).
 
 Filtered search uses ``IDSelectorBitmap`` search parameters where the index supports them (Flat, SQ, IVF, HNSW on
-CPU), so a filter never shrinks the result list; elsewhere (GPU, binary IVF/HNSW, PQ) it over-fetches and
+CPU), so a filter never shrinks the result list (IVF probes ``nprobe / f`` lists, capped at ``nlist``, when the
+filter passes a fraction ``f`` of the rows, so selective filters keep their recall); elsewhere (GPU, binary IVF/HNSW, PQ) it over-fetches and
 post-filters. Any query still short of ``k`` hits falls back to IVF with ``nprobe = nlist`` or to scoring the
 allowed rows exactly. With ``faiss.get_num_gpus() > 0``, Flat and IVF indexes are copied to the GPUs for unfiltered
 search; the CPU index stays the master copy and is what :meth:`save` writes.
@@ -340,8 +341,15 @@ class FaissIndex(VectorIndex):
         if self._selector_ok:
             bitmap = np.packbits(allowed, bitorder="little")  # bit r of byte r // 8 = row r allowed
             sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+            ivf = self._ivf()
+            nprobe = None
+            if ivf is not None:
+                # a filter passing a fraction f of the rows leaves ~f of each probed list usable: probe 1/f as many
+                # lists (capped at nlist) so a selective filter sees as many candidates as an unfiltered search
+                fraction = max(float(allowed.mean()), 1e-9)
+                nprobe = min(int(ivf.nlist), int(np.ceil(ivf.nprobe / fraction)))
             try:
-                distances, rows = self._index.search(qc, k, params=self._params(sel))
+                distances, rows = self._index.search(qc, k, params=self._params(sel, nprobe=nprobe))
                 return self._scores(distances), rows
             except RuntimeError as exc:
                 logger.debug("%s has no selector support (%s); over-fetching instead", self._resolved, exc)

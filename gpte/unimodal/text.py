@@ -536,8 +536,17 @@ class TextEncoder(nn.Module):
         _apply_options(config, config_overrides)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
+        auto = AutoModel
+        if getattr(hf_config, "is_encoder_decoder", False):  # T5-style: embed with the encoder only (ST5, GTR)
+            from transformers import AutoModelForTextEncoding
+            from transformers.models.auto.modeling_auto import MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES
+
+            if hf_config.model_type not in MODEL_FOR_TEXT_ENCODING_MAPPING_NAMES:
+                raise NotImplementedError(f"{backbone}: {hf_config.model_type} is an encoder-decoder model without an "
+                                          "encoder-only class in transformers; gpte pools encoder states only")
+            auto = AutoModelForTextEncoding
         with _quiet_transformers():
-            model = AutoModel.from_pretrained(backbone, local_files_only=True, attn_implementation="sdpa", dtype=dtype)
+            model = auto.from_pretrained(backbone, local_files_only=True, attn_implementation="sdpa", dtype=dtype)
         encoder = cls(config, model, tokenizer)
         encoder._weights_digest = weights_digest(backbone)
         return encoder.to(device=device).to_dtype(dtype)
@@ -629,6 +638,8 @@ def _is_decoder(hf_config: Any) -> bool:
     if getattr(hf_config, "is_decoder", False):
         return True
     archs = getattr(hf_config, "architectures", None) or []
+    if getattr(hf_config, "is_encoder_decoder", False):
+        return False
     if any(a.endswith("ForCausalLM") or a.endswith("ForConditionalGeneration") for a in archs):
         return True
     from transformers.models.auto.modeling_auto import (
