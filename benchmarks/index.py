@@ -26,18 +26,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpte.index import create_index, list_versions  # noqa: E402
 
-# (label, backend, spec, precision)
-CONFIGS: list[tuple[str, str, str, str]] = [
-    ("exact fp32", "exact", "auto", "float32"),
-    ("exact int8", "exact", "auto", "int8"),
-    ("exact binary", "exact", "auto", "binary"),
-    ("faiss Flat", "faiss", "Flat", "float32"),
-    ("faiss auto (IVF)", "faiss", "auto", "float32"),
-    ("faiss HNSW32", "faiss", "HNSW32", "float32"),
-    ("faiss SQ8 (int8)", "faiss", "Flat", "int8"),
-    ("faiss IVF+SQ8", "faiss", "auto", "int8"),
-    ("faiss binary", "faiss", "Flat", "binary"),
-    ("faiss binary HNSW", "faiss", "HNSW32", "binary"),
+# (label, backend, spec, precision, options); option "rescore" sets the binary re-ranking factor, the rest go to
+# create_index
+CONFIGS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    ("exact fp32", "exact", "auto", "float32", {}),
+    ("exact int8", "exact", "auto", "int8", {}),
+    ("exact binary", "exact", "auto", "binary", {}),
+    ("exact bin hamming", "exact", "auto", "binary", {"rescore": 1}),
+    ("faiss Flat", "faiss", "Flat", "float32", {}),
+    ("faiss auto (IVF)", "faiss", "auto", "float32", {}),
+    ("faiss HNSW32", "faiss", "HNSW32", "float32", {}),
+    ("faiss HNSW32 ef256", "faiss", "HNSW32", "float32", {"ef_search": 256}),
+    ("faiss SQ8 (int8)", "faiss", "Flat", "int8", {}),
+    ("faiss IVF+SQ8", "faiss", "auto", "int8", {}),
+    ("faiss binary", "faiss", "Flat", "binary", {}),
+    ("faiss binary HNSW", "faiss", "HNSW32", "binary", {}),
 ]
 
 
@@ -59,11 +62,15 @@ def disk_bytes(path: Path) -> int:
 
 
 def run_config(
-    cfg: tuple[str, str, str, str], x: np.ndarray, q: np.ndarray, truth: list[set], runs: int
+    cfg: tuple[str, str, str, str, dict[str, Any]], x: np.ndarray, q: np.ndarray, truth: list[set], runs: int
 ) -> dict[str, Any]:
-    label, backend, spec, precision = cfg
+    label, backend, spec, precision, options = cfg
+    options = dict(options)
+    rescore = options.pop("rescore", None)
     ids = np.arange(len(x)).tolist()
-    idx = create_index(x.shape[1], backend=backend, spec=spec, precision=precision)
+    idx = create_index(x.shape[1], backend=backend, spec=spec, precision=precision, **options)
+    if rescore is not None:
+        idx.rescore = rescore
     t0 = time.perf_counter()
     idx.add(ids, x)
     build = time.perf_counter() - t0
