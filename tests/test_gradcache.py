@@ -50,10 +50,10 @@ def test_cached_equals_uncached_with_dropout(loss_name, chunk):
     for cached in (False, True):
         enc, log_scale, bias, towers = _setup()
         if loss_name == "infonce":
-            def loss_fn(reps):
+            def loss_fn(reps, log_scale=log_scale):
                 return _info_nce(reps, log_scale.exp())
         else:
-            def loss_fn(reps):
+            def loss_fn(reps, log_scale=log_scale, bias=bias):
                 return _sigmoid(reps, log_scale.exp(), bias)
         torch.manual_seed(1234)
         if cached:
