@@ -327,3 +327,32 @@ def test_encoder_decoder_folder_embeds_with_its_encoder(tmp_path, test_bert):
     with torch.no_grad():
         ref = t5.encoder(input_ids=ids).last_hidden_state[0].mean(0)
     np.testing.assert_allclose(emb[0], ref.numpy(), atol=1e-5)
+
+
+def test_lora_adapter_only_save_and_load_round_trip(tmp_path):
+    from gpte.shared.adapters import LoraSpec, add_lora, has_adapter
+
+    enc = gpte.load("test-bert", device="cpu", query_prompt="q: ")
+    enc.backbone = add_lora(enc.backbone, LoraSpec(r=4, target_modules=["query", "value"]))
+    assert has_adapter(enc.backbone)
+    trainable = [n for n, p in enc.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():  # LoRA's B starts at zero: give the adapter an effect
+        for name, param in enc.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    enc.eval()
+    before = enc.encode_query(TEXTS)
+    enc.save(tmp_path / "adapter", adapter_only=True)
+    files = {p.relative_to(tmp_path / "adapter").as_posix() for p in (tmp_path / "adapter").rglob("*") if p.is_file()}
+    assert "adapter/adapter_model.safetensors" in files and not any(f.startswith("backbone") for f in files)
+    size = sum((tmp_path / "adapter" / f).stat().st_size for f in files)
+    assert size < 100_000  # the adapter alone, not the model
+    again = gpte.load(tmp_path / "adapter", device="cpu")
+    assert again.config.base == "test-bert" and not has_adapter(again.backbone)  # merged for inference
+    np.testing.assert_allclose(again.encode_query(TEXTS), before, atol=1e-5)
+    assert again.fingerprint() == enc.fingerprint()
+    base = gpte.load("test-bert", device="cpu", query_prompt="q: ")
+    assert not np.allclose(base.encode_query(TEXTS), before, atol=1e-3)  # the adapter changed the model
+    enc.save(tmp_path / "merged")  # default: adapter merged, full model written
+    np.testing.assert_allclose(gpte.load(tmp_path / "merged", device="cpu").encode_query(TEXTS), before, atol=1e-5)

@@ -63,6 +63,7 @@ class TextEncoderConfig:
     append_eos: bool = False  # append the tokenizer's EOS token (decoders whose tokenizer does not add one)
     truncate_dim: int | None = None  # default Matryoshka truncation of encode(); None = full dimension
     lowercase: bool = False  # lower-case texts before tokenising (sentence-transformers' do_lower_case)
+    base: str | None = None  # adapter-only saves: registry name or folder of the base encoder the adapter applies to
     name: str = ""  # display name (registry name or folder name)
 
     def __post_init__(self) -> None:
@@ -436,7 +437,7 @@ class TextEncoder(nn.Module):
         if self._weights_digest is None:
             self._weights_digest = _state_digest(self)
         h = hashlib.blake2b(digest_size=16)
-        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("name", "backbone")}
+        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("name", "backbone", "base")}
         h.update(json.dumps(settings, sort_keys=True).encode())
         h.update(self._weights_digest.encode())
         return h.hexdigest()
@@ -451,23 +452,44 @@ class TextEncoder(nn.Module):
         return {"name": self.config.name, "source": self.source, "modality": self.modality, "dim": self.embed_dim,
                 "normalize": self.config.normalize, "fingerprint": self.fingerprint()}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save as ``gpte.json`` + ``backbone/`` (safetensors + tokenizer) + ``head.safetensors``; atomic."""
+    def save(self, path: str | os.PathLike[str], adapter_only: bool = False) -> Path:
+        """Save as ``gpte.json`` + ``backbone/`` (safetensors + tokenizer) + ``head.safetensors``; atomic.
+
+        With an adapter attached (LoRA), ``adapter_only=True`` writes ``adapter/`` (the adapter weights, small) and
+        records ``base`` = the registry name or folder the base encoder was loaded from; otherwise the adapter is
+        merged into a copy of the backbone and the full model is written.
+        """
         from safetensors.torch import save_file
+
+        from gpte.shared.adapters import has_adapter, merged_copy
 
         path = Path(path)
         config = self.config.to_dict()
-        config["backbone"] = "backbone"
+        adapter = has_adapter(self.backbone)
+        if adapter_only and not adapter:
+            raise ValueError("adapter_only=True but this encoder has no adapter attached")
+        if adapter_only:
+            base = self.config.base or self.source
+            if not base:
+                raise ValueError("an adapter-only save needs to know the base model: load it with gpte.load")
+            config["base"], config["backbone"] = base, ""
+        else:
+            config["base"], config["backbone"] = None, "backbone"
+        digest = _state_digest(self)  # what these weights are now (training may have changed them)
         with atomic_directory(path) as tmp:
-            self.backbone.save_pretrained(tmp / "backbone", safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp / "backbone")
+            if adapter_only:
+                self.backbone.save_pretrained(tmp / "adapter", safe_serialization=True)
+            else:
+                backbone = merged_copy(self.backbone) if adapter else self.backbone
+                backbone.save_pretrained(tmp / "backbone", safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp / "backbone")
             if self.projection is not None:
                 state = {k: v.detach().cpu().contiguous() for k, v in self.projection.state_dict().items()}
                 save_file(state, str(tmp / "head.safetensors"))
-            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": config,
-                    "weights_digest": self._weights_digest or _state_digest(self)}
+            meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": config, "weights_digest": digest}
             atomic_write_json(tmp / CONFIG_NAME, meta)
-        logger.info("saved text encoder to %s", path)
+        self._weights_digest = digest  # the saved copy and this one share their identity
+        logger.info("saved text encoder to %s%s", path, " (adapter only)" if adapter_only else "")
         return path
 
     @classmethod
@@ -486,10 +508,13 @@ class TextEncoder(nn.Module):
                              f"({FORMAT_VERSION}); upgrade gpte")
         config = TextEncoderConfig.from_dict(meta["config"])
         config.name = config.name or path.name
-        backbone_dir = Path(config.backbone)
-        if not backbone_dir.is_absolute():
-            backbone_dir = path / backbone_dir
-        encoder = cls.from_backbone(backbone_dir, config=config, device=device, dtype=dtype)
+        if config.base:
+            encoder = cls._from_adapter(path, config, device, dtype)
+        else:
+            backbone_dir = Path(config.backbone)
+            if not backbone_dir.is_absolute():
+                backbone_dir = path / backbone_dir
+            encoder = cls.from_backbone(backbone_dir, config=config, device=device, dtype=dtype)
         head = path / "head.safetensors"
         if encoder.projection is not None:
             if not head.is_file():
@@ -501,6 +526,25 @@ class TextEncoder(nn.Module):
         if isinstance(meta.get("weights_digest"), str):
             encoder._weights_digest = meta["weights_digest"]
         return encoder
+
+    @classmethod
+    def _from_adapter(cls, path: Path, config: TextEncoderConfig, device: Any, dtype: Any) -> TextEncoder:
+        """Load the base encoder named by ``config.base`` and merge the adapter saved in ``path/adapter``."""
+        import gpte
+        from gpte.shared.adapters import load_adapter
+
+        adapter_dir = path / "adapter"
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{path}: config names base {config.base!r} but {adapter_dir} holds no adapter")
+        base = gpte.load(config.base, device=device, dtype=dtype)
+        if not isinstance(base, TextEncoder):
+            raise TypeError(f"{path}: base {config.base!r} is not a text encoder")
+        backbone = load_adapter(base.backbone, str(adapter_dir), merge=True)
+        config.backbone = base.config.backbone
+        encoder = cls(config, backbone, base.tokenizer)
+        encoder._weights_digest = hashlib.blake2b(
+            f"{base._weights_digest}:{weights_digest(adapter_dir)}".encode(), digest_size=16).hexdigest()
+        return encoder.to(device=base.device)
 
     @classmethod
     def from_backbone(
