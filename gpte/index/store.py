@@ -121,7 +121,7 @@ def save_index(index: VectorIndex, path: str | Path) -> Path:
                 **index.manifest_fields(),
                 **fields,
                 "rows": index.n_rows,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "files": checksums,
             }
             atomic_write_json(tmp / "manifest.json", manifest)

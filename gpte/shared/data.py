@@ -12,7 +12,7 @@ prefixes per dataset (E5/INSTRUCTOR style): ``query_instruction`` is prepended t
 ``document_instruction`` to positives and negatives.
 
 The sampler keeps duplicate texts out of a batch (an in-batch duplicate of a positive would be scored as a
-negative), optionally draws each batch from one task (so instructions and negatives stay comparable, as in E5 and
+negative; only two queries sharing a hard negative is harmless and allowed), optionally draws each batch from one task (so instructions and negatives stay comparable, as in E5 and
 GTE), and mixes datasets in proportion to ``weight × size``. Batches depend only on ``(seed, epoch)``, which is
 what makes an exact resume possible.
 """
@@ -165,17 +165,21 @@ class BatchSampler:
         duplicates are rare; examples that never fit (duplicates to the end) are dropped with the last batch.
         """
         examples = self.datasets[d].examples
-        texts_of = {i: {examples[i].query, examples[i].positive, *examples[i].negatives} for i in order}
         batches: list[Batch] = []
         deferred: list[int] = []
         current: list[int] = []
-        seen: set[str] = set()
+        anchors: set[str] = set()  # queries and positives in the batch
+        negatives: set[str] = set()  # hard negatives in the batch
 
         def offer(idx: int) -> bool:
-            if texts_of[idx] & seen:
+            ex = examples[idx]
+            own = {ex.query, ex.positive}
+            # a text may not be one example's query/positive and another's anything; two queries may share a negative
+            if own & anchors or own & negatives or anchors.intersection(ex.negatives):
                 return False
             current.append(idx)
-            seen.update(texts_of[idx])
+            anchors.update(own)
+            negatives.update(ex.negatives)
             return True
 
         for idx in order:
@@ -183,7 +187,7 @@ class BatchSampler:
                 deferred.append(idx)
             while len(current) == self.batch_size:  # a full batch: close it, then let deferred examples in first
                 batches.append(Batch(d, current))
-                current, seen = [], set()
+                current, anchors, negatives = [], set(), set()
                 retry, deferred = deferred, []
                 for r in retry:
                     if len(current) == self.batch_size or not offer(r):
