@@ -3,6 +3,8 @@
     gpte embed "some text" "another" --output vectors.npy
     gpte index build python-stdlib --out stdlib-index
     gpte search stdlib-index "read a file line by line" -k 5
+    gpte train recipes/code-search-stdlib.toml
+    gpte eval MODEL --data pairs.jsonl
     gpte info
 
 Every subcommand is a thin layer over the Python API. ``main(argv) -> int`` returns the exit status: 0 on success,
@@ -329,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p, default=None)
     p.set_defaults(func=cmd_search)
 
+    from gpte.commands.training import add_parsers as add_training_parsers
+
+    add_training_parsers(sub)
+
     p = sub.add_parser("info", help="versions, device and registered models")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="include tiny test models")
@@ -354,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
     _configure_logging(level)
-    from gpte.index.errors import IndexCorruptError, IndexReadOnlyError
+    from gpte.index.errors import IndexConflictError, IndexCorruptError, IndexReadOnlyError
     from gpte.shared.errors import GpteError
     from gpte.shared.fsio import LockedError
 
@@ -365,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gpte: error: {exc}", file=sys.stderr)
         return 2
     except (GpteError, ValueError, TypeError, FileNotFoundError, NotImplementedError, LockedError,
-            IndexCorruptError, IndexReadOnlyError, OSError) as exc:
+            IndexCorruptError, IndexReadOnlyError, IndexConflictError, FloatingPointError, OSError) as exc:
         print(f"gpte: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ class StdlibFunction:
     end_line: int  # 1-based last line
     docstring: str  # cleaned docstring
     code: str  # source of the function, docstring included
+    body: str  # source of the function with its docstring removed (what code search retrieves)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,8 +117,12 @@ def stdlib_functions(root: str | Path | None = None, min_words: int = 3, limit: 
                 ident = f"{ident}#{seen[ident]}"
             else:
                 seen[ident] = 0
+            code_lines = lines[start - 1 : end]
+            doc_node = node.body[0]
+            cut_lo, cut_hi = doc_node.lineno - start, (doc_node.end_lineno or doc_node.lineno) - start + 1
+            body = "\n".join(code_lines[:cut_lo] + code_lines[cut_hi:])
             out.append(StdlibFunction(ident, module, qualname, rel.as_posix(), start, end, doc,
-                                      "\n".join(lines[start - 1 : end])))
+                                      "\n".join(code_lines), body))
     out.sort(key=lambda f: f.id)
     return out[:limit] if limit is not None else out
 
@@ -126,3 +131,26 @@ def split_of(item_id: str, test_fraction: float = 0.1) -> str:
     """Deterministic 'train'/'test' split by hashing the id (stable across machines and runs)."""
     bucket = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:4], "big") / 2**32
     return "test" if bucket < test_fraction else "train"
+
+
+def code_search_pairs(
+    functions: list[StdlibFunction] | None = None, test_fraction: float = 0.15, test_size: int = 1000, seed: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """Docstring → function pairs (CodeSearchNet-style), split by top-level module.
+
+    Every function of a top-level module or package (``json``, ``email``, ``asyncio`` ...) lands on the same side,
+    chosen by hashing the module name, so test functions come from modules never seen in training. The query is the
+    docstring's first paragraph; the document is the function's source with the docstring removed. ``test_size``
+    test pairs are drawn (seeded) from the held-out side: the candidate pool of the evaluation.
+    """
+    import random
+
+    functions = functions if functions is not None else stdlib_functions()
+    train, test = [], []
+    for fn in functions:
+        row = {"query": fn.summary, "positive": fn.body, "id": fn.id, "module": fn.module}
+        top = fn.module.split(".")[0]
+        (test if split_of(top, test_fraction) == "test" else train).append(row)
+    rng = random.Random(seed)
+    rng.shuffle(test)
+    return train, sorted(test[:test_size], key=lambda r: r["id"])

@@ -102,7 +102,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     precision: Literal["fp32", "bf16"] = "fp32"  # autocast dtype for the towers (bf16 needs no loss scaling)
     gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% slower)
-    max_length: int | None = None  # override the encoder's token window for training
+    max_length: int | None = None  # token window while training (evaluation and the saved model keep their own)
     group_by_task: bool = True  # one task per batch
     seed: int = 0  # data order, initialisation of new layers, dropout
     log_every: int = 10  # steps between log lines

@@ -62,8 +62,7 @@ class Trainer:
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         self.encoder = model if model is not None else gpte.load(config.model, device=self.device)
         self.encoder.to(self.device)
-        if config.max_length:
-            self.encoder.configure(max_length=config.max_length)
+        self._max_length = self.encoder.config.max_length  # evaluation and the saved model keep the model's window
         from gpte.shared.scale import LogitScale
 
         loss = config.loss
@@ -234,6 +233,7 @@ class Trainer:
         was_training = self.encoder.training
         self.encoder.eval()
         try:
+            self.encoder.configure(max_length=self._max_length)
             result = RetrievalEvaluator(queries, corpus, qrels, k_values=spec.k_values,
                                         main_metric="mrr@10" if 10 in spec.k_values else None)(self.encoder)
         finally:
@@ -275,6 +275,8 @@ class Trainer:
         elif (self.out / "train_log.jsonl").exists():
             (self.out / "train_log.jsonl").unlink()
         autocast = self._autocast()
+        if cfg.max_length:  # the training window (shorter windows train faster; evaluation uses the model's own)
+            self.encoder.configure(max_length=cfg.max_length)
         self.encoder.train()
         bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=not sys.stderr.isatty())
         t_start, seen = time.perf_counter(), 0
@@ -319,6 +321,7 @@ class Trainer:
             bar.close()
         train_seconds = time.perf_counter() - t_start
         self._save_checkpoint(step, epoch, position, optimizer, scheduler)
+        self.encoder.configure(max_length=self._max_length)
         self.encoder.eval()
         if cfg.eval is not None:
             metrics["after"] = self.evaluate()

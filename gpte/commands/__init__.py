@@ -1,0 +1,1 @@
+"""Command-line subcommands beyond the core ones in gpte.cli."""
