@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import random
 import sys
@@ -96,27 +97,25 @@ class Trainer:
             self.encoder.projection.requires_grad_(True)
 
     def _mine(self) -> None:
+        """Mine hard negatives once (rank 0) into ``mined.jsonl``; every rank, and every resume, reads that file."""
         spec = self.config.mining
         if spec is None:
             return
         cache = self.out / "mined.jsonl"
-        if cache.is_file():
-            self.datasets = _read_mined(cache, self.datasets)
-            logger.info("reusing mined hard negatives from %s", cache)
-            return
-        import gpte
-        from gpte.shared.mining import mine_hard_negatives
+        if self._main and not cache.is_file():
+            import gpte
+            from gpte.shared.mining import mine_hard_negatives
 
-        teacher = gpte.load(spec.teacher, device=self.device) if spec.teacher else self.encoder
-        t0 = time.perf_counter()
-        mined = []
-        for ds in self.datasets:
-            mined.append(mine_hard_negatives(
+            teacher = gpte.load(spec.teacher, device=self.device) if spec.teacher else self.encoder
+            t0 = time.perf_counter()
+            mined = [mine_hard_negatives(
                 teacher, ds, num_negatives=spec.num_negatives, rank_window=tuple(spec.rank_window),  # type: ignore[arg-type]
-                margin=spec.margin, relative_margin=spec.relative_margin, backend=spec.backend))
-        self.datasets = mined
-        _write_mined(cache, mined)
-        logger.info("mined hard negatives in %.1f s", time.perf_counter() - t0)
+                margin=spec.margin, relative_margin=spec.relative_margin, backend=spec.backend)
+                for ds in self.datasets]
+            _write_mined(cache, mined)
+            logger.info("mined hard negatives in %.1f s", time.perf_counter() - t0)
+        _barrier()
+        self.datasets = _read_mined(cache, self.datasets)
 
     def _parameters(self) -> list[nn.Parameter]:
         params = [p for p in self.encoder.parameters() if p.requires_grad]
@@ -136,13 +135,23 @@ class Trainer:
                 raise ValueError(f"the {spec.name} loss needs a 'score' on every example")
             labels = torch.tensor([ex.score for ex in batch], dtype=torch.float32, device=self.device)
 
+        from gpte.shared import distributed as dist
+
+        multi = dist.is_distributed()
+
         def base(q: Tensor, d: Tensor, negatives: Tensor | None = None) -> Tensor:
             scale, bias = self.scale()
             if spec.name == "infonce":
-                return losses.info_nce(q, d, negatives, scale=scale, symmetric=spec.symmetric,
-                                       qq_negatives=spec.qq_negatives, dd_negatives=spec.dd_negatives,
-                                       fn_margin=spec.fn_margin, block_size=spec.block_size)
+                options = {"scale": scale, "symmetric": spec.symmetric, "qq_negatives": spec.qq_negatives,
+                           "dd_negatives": spec.dd_negatives, "fn_margin": spec.fn_margin,
+                           "block_size": spec.block_size}
+                if multi:  # negatives from every rank; open_clip's local loss
+                    return dist.distributed_info_nce(q, d, negatives, mode="local", **options)
+                return losses.info_nce(q, d, negatives, **options)
             if spec.name == "sigmoid":
+                if multi:  # document blocks travel around the ring of ranks
+                    return dist.distributed_sigmoid_loss(q, d, negatives, mode="ring", scale=scale, bias=bias,
+                                                         block_size=spec.block_size)
                 return losses.sigmoid_loss(q, d, negatives, scale=scale, bias=bias, block_size=spec.block_size)
             fn = losses.cosent_loss if spec.name == "cosent" else losses.angle_loss
             return fn(q, d, labels, scale=spec.graded_scale)
@@ -175,6 +184,37 @@ class Trainer:
             towers["n"] = Tower(embed, enc.tokenize(flat, prompt=di))
         return towers, n_neg
 
+    # ------------------------------------------------------------------ several processes (torchrun)
+    def _local(self, examples: list[Example]) -> list[Example]:
+        """This rank's share of a global batch (rank r takes items r, r + W, ...)."""
+        from gpte.shared import distributed as dist
+
+        if not dist.is_distributed():
+            return examples
+        world = dist.world_size()
+        if len(examples) % world:
+            raise ValueError(f"batch_size {len(examples)} is not a multiple of the {world} processes")
+        return examples[dist.rank()::world]
+
+    def _all_reduce_gradients(self) -> None:
+        """Average gradients over ranks, as DistributedDataParallel does (the losses scale for this convention)."""
+        from gpte.shared import distributed as dist
+
+        if not dist.is_distributed():
+            return
+        world = dist.world_size()
+        for p in self._parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world)
+
+    @property
+    def _main(self) -> bool:
+        from gpte.shared import distributed as dist
+
+        return dist.rank() == 0
+
     # ------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict[str, Tensor]:
         state = {f"encoder.{n}": p.detach().cpu().contiguous()
@@ -186,6 +226,10 @@ class Trainer:
     def _save_checkpoint(self, step: int, epoch: int, position: int, optimizer: Any, scheduler: Any) -> None:
         from safetensors.torch import save_file
 
+        if not self._main:  # every rank holds the same weights; rank 0 writes
+            _barrier()
+            return
+
         with atomic_directory(self.out / CHECKPOINT) as tmp:
             save_file(self._trainable_state(), str(tmp / "trainable.safetensors"))
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -194,6 +238,7 @@ class Trainer:
                 "step": step, "epoch": epoch, "position": position, "python_rng": _py_rng_json(),
                 "recipe": self.config.to_dict()})
         logger.info("checkpoint at step %d", step)
+        _barrier()
 
     def _load_checkpoint(self, optimizer: Any, scheduler: Any) -> tuple[int, int, int]:
         from safetensors.torch import load_file
@@ -248,7 +293,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         metrics: dict[str, Any] = {}
         resuming = resume and (self.out / CHECKPOINT / "progress.json").is_file()
-        if cfg.eval is not None and cfg.eval.before and not resuming:
+        if cfg.eval is not None and cfg.eval.before and not resuming and self._main:
             metrics["before"] = self.evaluate()
             logger.info("before training: %s", _short(metrics["before"]))
         self._mine()
@@ -280,14 +325,14 @@ class Trainer:
         self.encoder.train()
         bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=not sys.stderr.isatty())
         t_start, seen = time.perf_counter(), 0
-        log = (self.out / "train_log.jsonl").open("a", encoding="utf-8")
+        log = (self.out / "train_log.jsonl").open("a", encoding="utf-8") if self._main else open(os.devnull, "w")
         try:
             while step < total:  # epochs until the step budget is spent (max_steps may exceed one epoch)
                 batches = sampler.batches(epoch)
                 while position < len(batches) and step < total:
                     b = batches[position]
                     dataset = self.datasets[b.dataset]
-                    examples = b.examples(self.datasets)
+                    examples = self._local(b.examples(self.datasets))
                     towers, n_neg = self._towers(dataset, examples)
                     loss_fn = self._loss_fn(examples, n_neg)
                     optimizer.zero_grad(set_to_none=True)
@@ -297,6 +342,7 @@ class Trainer:
                         loss = plain_step(loss_fn, towers, autocast=autocast, step=step)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {float(loss)} at step {step}; lower the learning rate")
+                    self._all_reduce_gradients()
                     torch.nn.utils.clip_grad_norm_(self._parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
@@ -323,6 +369,9 @@ class Trainer:
         self._save_checkpoint(step, epoch, position, optimizer, scheduler)
         self.encoder.configure(max_length=self._max_length)
         self.encoder.eval()
+        if not self._main:
+            _barrier()
+            return metrics
         if cfg.eval is not None:
             metrics["after"] = self.evaluate()
             logger.info("after training: %s", _short(metrics["after"]))
@@ -331,6 +380,7 @@ class Trainer:
                         "platform": platform.platform()})
         self._save_model(metrics)
         atomic_write_json(self.out / "metrics.json", metrics)
+        _barrier()
         return metrics
 
     def _autocast(self) -> Callable[[], contextlib.AbstractContextManager] | None:
@@ -347,6 +397,11 @@ class Trainer:
         self.encoder.save(path, adapter_only=adapter_only)
         write_model_card(path, self.config, self.datasets, metrics)
         return path
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
