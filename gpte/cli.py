@@ -14,9 +14,11 @@ Every subcommand is a thin layer over the Python API. ``main(argv) -> int`` retu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -175,16 +177,43 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from gpte.index import Collection
-
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a directory for the index")
     exists = out.is_dir() and any(out.iterdir())
     if exists and not (args.update or args.overwrite):
         raise UsageError(f"{out} already holds files: pass --update to add to it or --overwrite to replace it")
+    with _process_group(args) as rank:
+        return _build(args, out, exists, rank)
+
+
+@contextlib.contextmanager
+def _process_group(args: argparse.Namespace) -> Iterator[int]:
+    """Under torchrun (WORLD_SIZE > 1) join the process group, one device per rank; yield this rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        yield 0
+        return
+    import torch
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and args.device in (None, "cuda")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
+    torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        yield rank
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _build(args: argparse.Namespace, out: Path, exists: bool, rank: int) -> int:
+    from tqdm.auto import tqdm
+
+    from gpte.index import Collection
+    from gpte.index.sharded import add_sharded
+
     if exists and args.update:
         coll = Collection.open(out, model=args.model, **_device_option(args))
     else:  # a new index; with --overwrite it replaces the old one atomically when saved
@@ -192,16 +221,19 @@ def cmd_index_build(args: argparse.Namespace) -> int:
                           metric=args.metric, store_text=not args.no_text)
     docs = _unique(_corpus(args.source, args.glob))
     batch: list[tuple[Any, str, dict[str, Any]]] = []
-    added = 0
-    bar = tqdm(unit="doc", desc="index", disable=args.quiet or not sys.stderr.isatty())
+    added, flushes = 0, 0
+    work = out.parent / f".{out.name}.shards"  # per-rank shards under torchrun
+    bar = tqdm(unit="doc", desc="index", disable=args.quiet or rank != 0 or not sys.stderr.isatty())
 
     def flush() -> int:
+        nonlocal flushes
         ids, texts, metas = zip(*batch, strict=True)
-        done = coll.add(list(texts), list(ids), list(metas), upsert=args.update, on_error="skip",
-                        batch_size=args.batch_size, long_texts="chunk", show_progress=False)
+        done = add_sharded(coll, list(texts), list(ids), list(metas), work, tag=str(flushes), upsert=args.update,
+                           on_error="skip", batch_size=args.batch_size, long_texts="chunk", show_progress=False)
+        flushes += 1
         bar.update(len(batch))
         batch.clear()
-        return len(done)
+        return done
 
     for item in docs:
         batch.append(item)
@@ -210,6 +242,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     if batch:
         added += flush()
     bar.close()
+    if rank != 0:  # rank 0 holds the merged index and saves it
+        return 0
+    shutil.rmtree(work, ignore_errors=True)
     if added == 0 and len(coll) == 0:
         raise UsageError(f"no documents found in {args.source}")
     coll.save(out)
