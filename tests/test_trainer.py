@@ -76,6 +76,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, pairs, monkeypatch):
 
 def test_lora_run_trains_only_the_adapter_and_saves_it_small(tmp_path, pairs):
     cfg = _config(tmp_path, pairs, lora=LoraSpec(r=4, target_modules=["query", "value"]), epochs=1,
+                  gradient_checkpointing=True, precision="bf16",
                   loss=LossSpec(learnable_scale=True), eval=None)
     trainer = Trainer(cfg)
     query_weight = trainer.encoder.backbone.encoder.layer[0].attention.self.query.weight.detach().clone()

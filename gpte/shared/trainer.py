@@ -299,7 +299,7 @@ class Trainer:
         self._mine()
         self._attach_adapter()
         if cfg.gradient_checkpointing:
-            self.encoder.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_checkpointing(self.encoder.backbone)
         sampler = BatchSampler(self.datasets, cfg.batch_size, seed=cfg.seed, group_by_task=cfg.group_by_task)
         per_epoch = [len(sampler.batches(e)) for e in range(cfg.epochs)]
         total = cfg.max_steps or sum(per_epoch)
@@ -397,6 +397,15 @@ class Trainer:
         self.encoder.save(path, adapter_only=adapter_only)
         write_model_card(path, self.config, self.datasets, metrics)
         return path
+
+
+def _enable_checkpointing(backbone: nn.Module) -> None:
+    """Recompute activations in backward (non-reentrant, so frozen inputs and LoRA work)."""
+    new_api = getattr(backbone, "activation_checkpointing_enable", None)  # transformers >= 5
+    if new_api is not None:
+        new_api(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - transformers 4
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _barrier() -> None:
