@@ -6,7 +6,8 @@ cache (:mod:`gpte.shared.gradcache`), scored by one loss of :mod:`gpte.shared.lo
 (:class:`~gpte.shared.scale.LogitScale`), and stepped with AdamW under a linear warm-up / linear decay schedule,
 gradient clipping and optional bf16 autocast.
 
-The run directory holds ``train_log.jsonl`` (step, loss, learning rate, temperature, throughput),
+The run directory holds ``train_log.jsonl`` (step, mean loss since the previous line, learning rate, temperature,
+throughput),
 ``checkpoint/`` (trainable weights in safetensors, optimizer and scheduler state, data position and every random
 state, written atomically), ``mined.jsonl`` (hard negatives mined once, reused on resume), ``metrics.json`` and the
 final ``model/`` with its model card. Resuming from ``checkpoint/`` continues with the next batch and the same random
@@ -325,6 +326,7 @@ class Trainer:
         self.encoder.train()
         bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=not sys.stderr.isatty())
         t_start, seen = time.perf_counter(), 0
+        window: list[float] = []  # losses since the last log line (the log shows their mean)
         log = (self.out / "train_log.jsonl").open("a", encoding="utf-8") if self._main else open(os.devnull, "w")
         try:
             while step < total:  # epochs until the step budget is spent (max_steps may exceed one epoch)
@@ -349,14 +351,16 @@ class Trainer:
                     step += 1
                     position += 1
                     seen += len(examples)
+                    window.append(float(loss))
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == total:
                         elapsed = time.perf_counter() - t_start
-                        record = {"step": step, "epoch": epoch, "loss": round(float(loss), 6),
+                        record = {"step": step, "epoch": epoch, "loss": round(sum(window) / len(window), 6),
                                   "lr": scheduler.get_last_lr()[0], "temperature": round(self.scale.temperature, 5),
                                   "pairs_per_s": round(seen / max(elapsed, 1e-9), 2), "elapsed_s": round(elapsed, 2)}
                         log.write(json.dumps(record) + "\n")
                         log.flush()
+                        window.clear()
                         bar.set_postfix(loss=f"{float(loss):.4f}")
                     if cfg.save_every and step % cfg.save_every == 0 and step < total:
                         self._save_checkpoint(step, epoch, position, optimizer, scheduler)
