@@ -1,0 +1,297 @@
+"""Natural-language code search over a workspace: tree-sitter chunks, an embedder, the persistent index.
+
+>>> from gpte.code import CodeSearch
+>>> cs = CodeSearch("path/to/repo")           # doctest: +SKIP
+>>> cs.index()                                # first run: every file; later runs: only what changed
+>>> for hit in cs.search("parse a config file", k=5, language="python"):    # doctest: +SKIP
+...     print(hit.path, hit.start_line, hit.symbol, round(hit.score, 3))
+
+The index lives in ``<root>/.gpte/code-index/`` (add ``.gpte/`` to your .gitignore): the vector index (one item per
+chunk, its metadata holding path, symbol, kind, lines and language) and ``files.json``, the content hash and chunk
+ids of every indexed file. ``update`` re-chunks and re-embeds only files whose content hash changed, and removes the
+chunks of deleted files. Files are listed with ``git ls-files`` in a git work tree (so .gitignore is respected) and by
+a walk that skips hidden folders and common build folders otherwise; binary, oversized and unreadable files and
+unknown languages are skipped and reported with their path and reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpte.shared.fsio import atomic_write_json
+
+__all__ = ["CodeSearch", "CodeHit", "IndexReport"]
+
+logger = logging.getLogger(__name__)
+
+INDEX_DIR = Path(".gpte") / "code-index"
+MAX_FILE_BYTES = 1_000_000
+_SKIP_DIRS = {".git", ".hg", ".svn", ".gpte", "node_modules", "__pycache__", ".venv", "venv", "build", "dist",
+              "target", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
+
+
+@dataclass(frozen=True)
+class CodeHit:
+    path: str  # relative to the workspace root, POSIX
+    symbol: str  # function, method or class name ("" for windows)
+    qualname: str  # enclosing classes joined with "."
+    kind: str  # "function", "method", "class", "window", ...
+    language: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    score: float  # cosine similarity to the query
+    snippet: str  # signature and first lines
+    chunk_id: str
+
+
+@dataclass
+class IndexReport:
+    files_indexed: int = 0  # files (re-)chunked and embedded in this run
+    files_unchanged: int = 0
+    files_removed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
+    seconds: float = 0.0
+
+
+def _render(chunk: Any) -> str:
+    """The text embedded for a chunk by a plain text model: where it is, what it is, its doc and its code."""
+    head = f"{chunk.language} {chunk.kind} {chunk.qualname or chunk.symbol}".strip()
+    parts = [head, chunk.doc or "", chunk.code or chunk.text]
+    return "\n".join(p for p in parts if p)
+
+
+class CodeSearch:
+    """Index and search the code under ``root``; see the module docstring.
+
+    Args:
+        root: the workspace folder.
+        model: an embedder, or a name/path for :func:`gpte.load` (default: the text model ``minilm``).
+        index_dir: where the index lives (default ``<root>/.gpte/code-index``).
+        max_file_bytes: larger files are skipped and reported.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], model: Any = "minilm", index_dir: str | os.PathLike[str] | None = None,
+                 max_file_bytes: int = MAX_FILE_BYTES) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"{root} is not a folder")
+        self.dir = Path(index_dir) if index_dir is not None else self.root / INDEX_DIR
+        self.max_file_bytes = max_file_bytes
+        self._model_arg = model
+        self._coll: Any = None
+        self._files: dict[str, dict[str, Any]] = {}
+        self._load_state()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def collection(self) -> Any:
+        if self._coll is None:
+            from gpte.index import Collection
+
+            if (self.dir / "index" / "CURRENT").is_file():
+                model = None if isinstance(self._model_arg, str) and self._model_arg == "minilm" else self._model_arg
+                self._coll = Collection.open(self.dir / "index", model=model)
+            else:
+                self._coll = Collection(self._model_arg, backend="exact", store_text=False)
+        return self._coll
+
+    def _load_state(self) -> None:
+        state = self.dir / "files.json"
+        if state.is_file():
+            self._files = json.loads(state.read_text(encoding="utf-8")).get("files", {})
+
+    def _save(self) -> None:
+        """Save the index (under its writer lock; a concurrent writer's save is refused) and then the file table."""
+        self.collection.save(self.dir / "index")
+        atomic_write_json(self.dir / "files.json", {"version": 1, "files": self._files})
+
+    # ------------------------------------------------------------------ files
+    def list_files(self) -> tuple[list[str], dict[str, str]]:
+        """Candidate files (relative POSIX paths) and the skipped ones with reasons."""
+        skipped: dict[str, str] = {}
+        paths = _git_files(self.root)
+        if paths is None:
+            paths = list(_walk(self.root, skipped))
+        return sorted(paths), skipped
+
+    def _read(self, rel: str) -> tuple[bytes | None, str | None]:
+        path = self.root / rel
+        try:
+            if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+                return None, "symbolic link leaving the workspace"
+            size = path.stat().st_size
+            if size > self.max_file_bytes:
+                return None, f"larger than {self.max_file_bytes} bytes ({size})"
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, "vanished while indexing"
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror or exc})"
+        if b"\0" in data[:8192]:
+            return None, "binary"
+        return data, None
+
+    # ------------------------------------------------------------------ indexing
+    def index(self) -> IndexReport:
+        """Bring the index up to date with the whole workspace (first run: everything)."""
+        return self.update(None)
+
+    def update(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> IndexReport:
+        """Re-index ``paths`` (relative or absolute; default: every file) whose content changed; drop deleted ones."""
+        import time
+
+        from gpte.code.languages import detect_language
+
+        t0 = time.perf_counter()
+        report = IndexReport()
+        if paths is None:
+            candidates, report.skipped = self.list_files()
+            gone = set(self._files) - set(candidates)
+        else:
+            candidates = [self._relative(p) for p in paths]
+            gone = {p for p in candidates if not (self.root / p).exists()}
+            candidates = [p for p in candidates if p not in gone]
+        for rel in sorted(gone):
+            report.chunks_removed += self._drop(rel)
+            report.files_removed += 1
+        todo: list[tuple[str, bytes, str, str]] = []
+        for rel in candidates:
+            data, reason = self._read(rel)
+            if data is None:
+                report.skipped[rel] = reason or "unreadable"
+                if rel in self._files:
+                    report.chunks_removed += self._drop(rel)
+                continue
+            language = detect_language(rel, data[:256])
+            if language is None:
+                report.skipped[rel] = "unknown language"
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if self._files.get(rel, {}).get("sha256") == digest:
+                report.files_unchanged += 1
+                continue
+            todo.append((rel, data, language, digest))
+        for rel, data, language, digest in todo:
+            added, removed = self._index_file(rel, data, language, digest, report)
+            report.chunks_added += added
+            report.chunks_removed += removed
+            report.files_indexed += 1
+        if todo or gone or report.chunks_removed:
+            self._save()
+        report.seconds = round(time.perf_counter() - t0, 3)
+        for rel, why in list(report.skipped.items())[:20]:
+            logger.info("skipped %s: %s", rel, why)
+        return report
+
+    def _index_file(self, rel: str, data: bytes, language: str, digest: str, report: IndexReport) -> tuple[int, int]:
+        from gpte.code.chunking import chunk_source
+
+        try:
+            chunks = chunk_source(data, language, rel)
+        except Exception as exc:  # a parser failure on one file must not stop the rest
+            report.skipped[rel] = f"could not be chunked ({type(exc).__name__}: {exc})"
+            return 0, 0
+        removed = self._drop(rel, keep_state=True)
+        coll = self.collection
+        if chunks:
+            meta = [{"path": rel, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind, "language": c.language,
+                     "start_line": c.start_line, "end_line": c.end_line, "snippet": _snippet(c)} for c in chunks]
+            encode = getattr(coll.model, "encode_chunks", None)
+            if encode is not None:
+                vectors = encode(chunks)
+                coll.index.upsert([c.id for c in chunks], vectors, meta)
+            else:
+                coll.add([_render(c) for c in chunks], ids=[c.id for c in chunks], metadata=meta, upsert=True,
+                         show_progress=False)
+        self._files[rel] = {"sha256": digest, "language": language, "chunks": [c.id for c in chunks]}
+        return len(chunks), removed
+
+    def _drop(self, rel: str, keep_state: bool = False) -> int:
+        old = self._files.get(rel, {}).get("chunks", [])
+        present = [cid for cid in old if cid in self.collection.index]
+        if present:
+            self.collection.index.delete(present)
+        if not keep_state:
+            self._files.pop(rel, None)
+        return len(present)
+
+    def _relative(self, path: str | os.PathLike[str]) -> str:
+        p = Path(path)
+        full = (p if p.is_absolute() else self.root / p).resolve()
+        if not full.is_relative_to(self.root):
+            raise ValueError(f"{path} is outside the workspace {self.root}")
+        return full.relative_to(self.root).as_posix()
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, k: int = 10, language: str | None = None, path_glob: str | None = None,
+               kinds: Sequence[str] | None = None) -> list[CodeHit]:
+        """Ranked chunks for a natural-language (or code) query, optionally filtered."""
+        if len(self.collection) == 0:
+            return []
+
+        def keep(meta: dict[str, Any]) -> bool:
+            if language is not None and meta.get("language") != language:
+                return False
+            if path_glob is not None and not fnmatch.fnmatch(meta.get("path", ""), path_glob):
+                return False
+            return kinds is None or meta.get("kind") in kinds
+
+        flt = keep if (language or path_glob or kinds) else None
+        hits = self.collection.search(query, k=k, filter=flt)
+        return [CodeHit(path=h.metadata["path"], symbol=h.metadata["symbol"], qualname=h.metadata["qualname"],
+                        kind=h.metadata["kind"], language=h.metadata["language"],
+                        start_line=h.metadata["start_line"], end_line=h.metadata["end_line"], score=h.score,
+                        snippet=h.metadata["snippet"], chunk_id=str(h.id)) for h in hits]
+
+    def stats(self) -> dict[str, Any]:
+        return {"root": str(self.root), "files": len(self._files), "chunks": len(self.collection),
+                "index": str(self.dir)}
+
+
+def _snippet(chunk: Any, lines: int = 6) -> str:
+    body = (chunk.text or "").splitlines()
+    return "\n".join(body[:lines])
+
+
+def _git_files(root: Path) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files of a git work tree, or None outside one (or without git)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                              capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    return [n for n in names if not n.startswith(".gpte/") and (root / n).is_file()]
+
+
+def _walk(root: Path, skipped: dict[str, str]) -> Iterable[str]:
+    seen: set[tuple[int, int]] = set()
+
+    def onerror(exc: OSError) -> None:
+        where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "?"
+        skipped[where] = f"unreadable folder ({exc.strerror})"
+
+    for dirpath, dirs, files in os.walk(root, onerror=onerror, followlinks=False):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for name in files:
+            yield (Path(dirpath) / name).relative_to(root).as_posix()
