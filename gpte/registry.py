@@ -100,6 +100,10 @@ def _load_folder(path: Path, device: Any, dtype: Any, options: dict[str, Any]) -
     from gpte.unimodal.st_compat import is_sentence_transformers_folder, load_sentence_transformers
     from gpte.unimodal.text import CONFIG_NAME, TextEncoder
 
+    if (path / "gpte-code.json").is_file():
+        from gpte.code.encoder import CodeEncoder
+
+        return CodeEncoder.load(path, device=device, dtype=dtype, **options)
     if (path / CONFIG_NAME).is_file():
         encoder = TextEncoder.load(path, device=device, dtype=dtype)
     elif is_sentence_transformers_folder(path):

@@ -79,3 +79,8 @@ def test_interrupted_directory_swap_restores_the_old_directory(tmp_path, monkeyp
         (tmp / "weights").write_text("new")
     assert (target / "weights").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary or aside folders left
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    fsio.atomic_write_bytes(tmp_path / "f", b"x")
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == fsio.umask_mode(0o666)

@@ -63,12 +63,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     from gpte.data.stdlib import code_search_pairs
     from gpte.shared.fsio import atomic_writer
 
-    train, test = code_search_pairs(test_fraction=args.test_fraction, test_size=args.test_size)
+    train, test = code_search_pairs(test_fraction=args.test_fraction, test_size=args.test_size,
+                                    structure=args.structure)
     out = Path(args.out)
+    stem = "stdlib-code" if args.structure is None else f"stdlib-code-{args.structure.replace('+', '-')}"
     for name, rows in (("train", train), ("test", test)):
-        with atomic_writer(out / f"stdlib-code-{name}.jsonl", "w") as fh:
+        with atomic_writer(out / f"{stem}-{name}.jsonl", "w") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    print(f"wrote {len(train)} training and {len(test)} held-out pairs to {out}/stdlib-code-{{train,test}}.jsonl")
+    print(f"wrote {len(train)} training and {len(test)} held-out pairs to {out}/{stem}-{{train,test}}.jsonl")
     return 0
 
 
@@ -100,4 +102,6 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--out", required=True, help="folder for stdlib-code-train.jsonl and stdlib-code-test.jsonl")
     d.add_argument("--test-fraction", type=float, default=0.15, help="fraction of top-level modules held out")
     d.add_argument("--test-size", type=int, default=1000, help="held-out pairs kept (the candidate pool)")
+    d.add_argument("--structure", choices=["text+ast", "ast"], default=None,
+                   help="render documents with the structural header (gpte.code.structure); default: plain code")
     d.set_defaults(func=cmd_data)

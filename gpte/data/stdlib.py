@@ -135,20 +135,29 @@ def split_of(item_id: str, test_fraction: float = 0.1) -> str:
 
 def code_search_pairs(
     functions: list[StdlibFunction] | None = None, test_fraction: float = 0.15, test_size: int = 1000, seed: int = 0,
+    structure: str | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Docstring → function pairs (CodeSearchNet-style), split by top-level module.
 
     Every function of a top-level module or package (``json``, ``email``, ``asyncio`` ...) lands on the same side,
     chosen by hashing the module name, so test functions come from modules never seen in training. The query is the
     docstring's first paragraph; the document is the function's source with the docstring removed. ``test_size``
-    test pairs are drawn (seeded) from the held-out side: the candidate pool of the evaluation.
+    test pairs are drawn (seeded) from the held-out side: the candidate pool of the evaluation. ``structure``
+    (``"text+ast"`` or ``"ast"``) renders each document with :func:`gpte.code.structure.render` (doc excluded), the
+    input a structure-aware code encoder reads.
     """
     import random
 
+    config = None
+    if structure is not None:
+        from gpte.code.structure import StructureConfig, render
+
+        config = StructureConfig(mode=structure, include_doc=False)  # type: ignore[arg-type]
     functions = functions if functions is not None else stdlib_functions()
     train, test = [], []
     for fn in functions:
-        row = {"query": fn.summary, "positive": fn.body, "id": fn.id, "module": fn.module}
+        doc = fn.body if config is None else render(fn.body, "python", fn.qualname.rsplit(".", 1)[-1], config)
+        row = {"query": fn.summary, "positive": doc, "id": fn.id, "module": fn.module}
         top = fn.module.split(".")[0]
         (test if split_of(top, test_fraction) == "test" else train).append(row)
     rng = random.Random(seed)

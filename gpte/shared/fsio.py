@@ -47,6 +47,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[An
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, umask_mode(0o666))  # the mode open() would give, not mkstemp's 0o600
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
