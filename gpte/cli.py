@@ -5,6 +5,7 @@
     gpte search stdlib-index "read a file line by line" -k 5
     gpte train recipes/code-search-stdlib.toml
     gpte eval MODEL --data pairs.jsonl
+    gpte code search PATH "parse a config file"
     gpte info
 
 Every subcommand is a thin layer over the Python API. ``main(argv) -> int`` returns the exit status: 0 on success,
@@ -366,9 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p, default=None)
     p.set_defaults(func=cmd_search)
 
+    from gpte.commands.code import add_parsers as add_code_parsers
     from gpte.commands.training import add_parsers as add_training_parsers
 
     add_training_parsers(sub)
+    add_code_parsers(sub)
 
     p = sub.add_parser("info", help="versions, device and registered models")
     p.add_argument("--json", action="store_true")

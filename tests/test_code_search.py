@@ -104,3 +104,17 @@ def test_minilm_finds_the_function_by_description(workspace):
     cs.index()
     assert cs.search("parse a configuration file", k=1)[0].symbol == "load_config"
     assert cs.search("hash function for bytes", k=1)[0].symbol == "fnv1a"
+
+
+def test_code_cli_index_and_search_json(workspace, capsys):
+    import json
+
+    from gpte.cli import main
+
+    assert main(["code", "index", str(workspace), "--model", "test-bert", "--device", "cpu"]) == 0
+    assert "3 files indexed" in capsys.readouterr().out
+    assert main(["code", "search", str(workspace), "TOML configuration", "--model", "test-bert", "--device", "cpu",
+                 "--language", "c", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and all(h["language"] == "c" and h["path"] == "native/hash.c" for h in hits)
+    assert {"path", "symbol", "kind", "start_line", "end_line", "score", "snippet"} <= set(hits[0])
