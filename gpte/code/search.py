@@ -182,11 +182,17 @@ class CodeSearch:
                 report.files_unchanged += 1
                 continue
             todo.append((rel, data, language, digest))
+        group: list[tuple[str, str, list[Any]]] = []  # files chunked but not yet embedded
         for rel, data, language, digest in todo:
-            added, removed = self._index_file(rel, data, language, digest, report)
-            report.chunks_added += added
-            report.chunks_removed += removed
-            report.files_indexed += 1
+            chunks = self._chunk(rel, data, language, report)
+            if chunks is None:
+                continue
+            group.append((rel, digest, chunks))
+            if sum(len(c) for _, _, c in group) >= 2048:  # embed many files' chunks in one call: big batches
+                self._embed_group(group, report)
+                group = []
+        if group:
+            self._embed_group(group, report)
         if todo or gone or report.chunks_removed:
             self._save()
         report.seconds = round(time.perf_counter() - t0, 3)
@@ -194,28 +200,36 @@ class CodeSearch:
             logger.info("skipped %s: %s", rel, why)
         return report
 
-    def _index_file(self, rel: str, data: bytes, language: str, digest: str, report: IndexReport) -> tuple[int, int]:
+    def _chunk(self, rel: str, data: bytes, language: str, report: IndexReport) -> list[Any] | None:
         from gpte.code.chunking import chunk_source
 
         try:
-            chunks = chunk_source(data, language, rel)
+            return chunk_source(data, language, rel)
         except Exception as exc:  # a parser failure on one file must not stop the rest
             report.skipped[rel] = f"could not be chunked ({type(exc).__name__}: {exc})"
-            return 0, 0
-        removed = self._drop(rel, keep_state=True)
+            return None
+
+    def _embed_group(self, group: list[tuple[str, str, list[Any]]], report: IndexReport) -> None:
+        """Replace the chunks of every file in ``group`` with freshly embedded ones."""
         coll = self.collection
+        chunks = [c for _, _, cs in group for c in cs]
+        for rel, _, _ in group:
+            report.chunks_removed += self._drop(rel, keep_state=True)
         if chunks:
-            meta = [{"path": rel, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind, "language": c.language,
-                     "start_line": c.start_line, "end_line": c.end_line, "snippet": _snippet(c)} for c in chunks]
+            meta = [{"path": c.path, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind,
+                     "language": c.language, "start_line": c.start_line, "end_line": c.end_line,
+                     "snippet": _snippet(c)} for c in chunks]
             encode = getattr(coll.model, "encode_chunks", None)
             if encode is not None:
-                vectors = encode(chunks)
-                coll.index.upsert([c.id for c in chunks], vectors, meta)
+                coll.index.upsert([c.id for c in chunks], encode(chunks, show_progress=False), meta)
             else:
                 coll.add([_render(c) for c in chunks], ids=[c.id for c in chunks], metadata=meta, upsert=True,
                          show_progress=False)
-        self._files[rel] = {"sha256": digest, "language": language, "chunks": [c.id for c in chunks]}
-        return len(chunks), removed
+        for rel, digest, cs in group:
+            self._files[rel] = {"sha256": digest, "language": cs[0].language if cs else None,
+                                "chunks": [c.id for c in cs]}
+            report.files_indexed += 1
+        report.chunks_added += len(chunks)
 
     def _drop(self, rel: str, keep_state: bool = False) -> int:
         old = self._files.get(rel, {}).get("chunks", [])
