@@ -23,8 +23,9 @@ def write_model_card(path: Path, config: Any, datasets: list[Any], metrics: dict
     recipe = config.to_dict()
     data_rows = [(ds.name, f"{len(ds)} examples from `{ds.source}`; query instruction {ds.query_instruction!r}, "
                            f"document instruction {ds.document_instruction!r}") for ds in datasets]
+    name = Path(path).parent.name if Path(path).name == "model" else Path(path).name  # the run's folder name
     lines = [
-        f"# Model card: {Path(path).name}",
+        f"# Model card: {name}",
         "",
         f"Fine-tuned from `{config.model}` with gpte {gpte.__version__} "
         f"({'LoRA adapter' if config.lora else 'full fine-tuning'}, {config.loss.name} loss).",
