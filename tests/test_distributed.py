@@ -6,8 +6,6 @@ embeddings receive ``W · ∂L/∂e``; parameter gradients averaged over ranks (
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -106,10 +104,11 @@ def _step(case: dict, shard: slice | None) -> dict[str, object]:
     return {"loss": loss.detach(), "emb": grads, "params": params}
 
 
-def _worker(rank_: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+def _worker(rank_: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank_, world_size=WORLD, timeout=timedelta(seconds=TIMEOUT_S))
+    # a file store: no TCP port to race for between choosing it and binding it
+    dist.init_process_group("gloo", init_method=f"file://{Path(out_dir) / 'store'}", rank=rank_, world_size=WORLD,
+                            timeout=timedelta(seconds=TIMEOUT_S))
     try:
         assert is_distributed() and rank() == rank_ and world_size() == WORLD
         shard = slice(rank_ * LOCAL_B, (rank_ + 1) * LOCAL_B)
@@ -119,23 +118,17 @@ def _worker(rank_: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dist")
-    ctx = mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False, start_method="spawn")
+    ctx = mp.start_processes(_worker, args=(str(out),), nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
             pytest.fail(f"the {WORLD} gloo processes did not finish within {TIMEOUT_S} s")
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -32,21 +31,15 @@ def _config(data, out, loss):
                        learning_rate=1e-2, warmup_ratio=0.0, device="cpu", loss=LossSpec(name=loss), seed=0)
 
 
-def _worker(rank, world, port, data, out, loss):
+def _worker(rank, world, store, data, out, loss):
     from gpte.shared.trainer import Trainer
 
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         Trainer(_config(data, out, loss), model=_model()).train(resume=False)
     finally:
         torch.distributed.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(tmp_path, loss):
@@ -55,7 +48,7 @@ def _run(tmp_path, loss):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"query": f"find {w}", "positive": f"the {w} note"}) + "\n" for w in WORDS))
     Trainer(_config(data, tmp_path / "one", loss), model=_model()).train(resume=False)
-    mp.start_processes(_worker, args=(2, _free_port(), data, tmp_path / "two", loss), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, tmp_path / "store", data, tmp_path / "two", loss), nprocs=2, join=True,
                        start_method="spawn")
     one = load_file(str(tmp_path / "one" / "checkpoint" / "trainable.safetensors"))
     two = load_file(str(tmp_path / "two" / "checkpoint" / "trainable.safetensors"))

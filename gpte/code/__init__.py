@@ -4,8 +4,8 @@ Importing this package needs nothing beyond gpte; tree-sitter and the grammar wh
 the hint ``pip install "gpte[code]"`` when they are missing. Start with::
 
     from gpte.code import chunk_file
-    for chunk in chunk_file("src/parser.py", path="src/parser.py"):
-        print(chunk.kind, chunk.qualname, chunk.start_line, chunk.end_line)
+    chunks = chunk_file("src/parser.py", path="src/parser.py")
+    [(c.kind, c.qualname, c.start_line, c.end_line) for c in chunks]
 """
 
 from __future__ import annotations

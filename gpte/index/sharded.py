@@ -28,13 +28,6 @@ __all__ = ["add_sharded"]
 logger = logging.getLogger(__name__)
 
 
-def _barrier() -> None:
-    import torch
-
-    if dist.is_distributed():
-        torch.distributed.barrier()
-
-
 def add_sharded(
     coll: Collection,
     documents: Sequence[str],
@@ -68,7 +61,7 @@ def add_sharded(
     with atomic_writer(stem.with_suffix(".jsonl"), "w") as fh:
         fh.writelines(json.dumps({"id": i, "metadata": m}, ensure_ascii=False) + "\n"
                       for i, m in zip(keep_ids, keep_metas, strict=True))
-    _barrier()
+    dist.barrier()
     added = 0
     if rank == 0:
         for r in range(world):
@@ -83,5 +76,5 @@ def add_sharded(
             for suffix in (".npy", ".jsonl"):
                 (work / f"shard-{tag}-{r:05d}").with_suffix(suffix).unlink(missing_ok=True)
         logger.info("merged %d items from %d shards", added, world)
-    _barrier()
+    dist.barrier()
     return added

@@ -51,6 +51,8 @@ __all__ = [
     "is_distributed",
     "rank",
     "world_size",
+    "barrier",
+    "average_gradients",
     "all_gather_with_grad",
     "all_gather_no_grad",
     "neighbour_exchange",
@@ -78,6 +80,24 @@ def rank(group: Group = None) -> int:
 def world_size(group: Group = None) -> int:
     """The number of processes in ``group`` (1 outside a process group)."""
     return dist.get_world_size(group) if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier(group: Group = None) -> None:
+    """Wait for every process of ``group``; a no-op outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier(group)
+
+
+def average_gradients(params: list[torch.nn.Parameter], group: Group = None) -> None:
+    """Average ``.grad`` over the ranks, as DistributedDataParallel does (missing gradients count as zeros)."""
+    if not is_distributed(group):
+        return
+    world = world_size(group)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, group=group)
+        p.grad.div_(world)
 
 
 def all_gather_with_grad(x: Tensor, group: Group = None) -> Tensor:

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from gpte.shared.data import BatchSampler, ContrastiveDataset, Example, load_jsonl
+from gpte.shared.distributed import barrier
 from gpte.shared.fsio import atomic_directory, atomic_write_json, atomic_writer
 from gpte.shared.gradcache import Tower, cached_step, plain_step
 from gpte.shared.recipe import TrainConfig
@@ -115,7 +116,7 @@ class Trainer:
                 for ds in self.datasets]
             _write_mined(cache, mined)
             logger.info("mined hard negatives in %.1f s", time.perf_counter() - t0)
-        _barrier()
+        barrier()
         self.datasets = _read_mined(cache, self.datasets)
 
     def _parameters(self) -> list[nn.Parameter]:
@@ -198,17 +199,10 @@ class Trainer:
         return examples[dist.rank()::world]
 
     def _all_reduce_gradients(self) -> None:
-        """Average gradients over ranks, as DistributedDataParallel does (the losses scale for this convention)."""
-        from gpte.shared import distributed as dist
+        """Average gradients over ranks (the losses are scaled for DDP's convention)."""
+        from gpte.shared.distributed import average_gradients
 
-        if not dist.is_distributed():
-            return
-        world = dist.world_size()
-        for p in self._parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
-            p.grad.div_(world)
+        average_gradients(self._parameters())
 
     @property
     def _main(self) -> bool:
@@ -228,7 +222,7 @@ class Trainer:
         from safetensors.torch import save_file
 
         if not self._main:  # every rank holds the same weights; rank 0 writes
-            _barrier()
+            barrier()
             return
 
         with atomic_directory(self.out / CHECKPOINT) as tmp:
@@ -239,7 +233,7 @@ class Trainer:
                 "step": step, "epoch": epoch, "position": position, "python_rng": _py_rng_json(),
                 "recipe": self.config.to_dict()})
         logger.info("checkpoint at step %d", step)
-        _barrier()
+        barrier()
 
     def _load_checkpoint(self, optimizer: Any, scheduler: Any) -> tuple[int, int, int]:
         from safetensors.torch import load_file
@@ -374,7 +368,7 @@ class Trainer:
         self.encoder.configure(max_length=self._max_length)
         self.encoder.eval()
         if not self._main:
-            _barrier()
+            barrier()
             return metrics
         if cfg.eval is not None:
             metrics["after"] = self.evaluate()
@@ -384,7 +378,7 @@ class Trainer:
                         "platform": platform.platform()})
         self._save_model(metrics)
         atomic_write_json(self.out / "metrics.json", metrics)
-        _barrier()
+        barrier()
         return metrics
 
     def _autocast(self) -> Callable[[], contextlib.AbstractContextManager] | None:
@@ -410,11 +404,6 @@ def _enable_checkpointing(backbone: nn.Module) -> None:
         new_api(activation_checkpointing_kwargs={"use_reentrant": False})
     else:  # pragma: no cover - transformers 4
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
