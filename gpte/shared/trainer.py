@@ -76,6 +76,7 @@ class Trainer:
         self.scale.to(self.device)
         self.datasets = [load_jsonl(spec) for spec in config.data]
         self._set_prompts()
+        self._loss: nn.Module | None = None  # built in train(), once the process group (if any) is known
 
     # ------------------------------------------------------------------ set-up
     def _set_prompts(self) -> None:
@@ -127,36 +128,38 @@ class Trainer:
         return params
 
     # ------------------------------------------------------------------ the loss
+    def _build_loss(self) -> nn.Module:
+        """The recipe's loss as one of :mod:`gpte.shared.losses`' modules (distributed across ranks under torchrun)."""
+        from gpte.shared import losses
+        from gpte.shared.distributed import is_distributed
+
+        spec = self.config.loss
+        multi = is_distributed()
+        if spec.name == "infonce":  # under torchrun: negatives from every rank, open_clip's local loss
+            return losses.InfoNCELoss(symmetric=spec.symmetric, qq_negatives=spec.qq_negatives,
+                                      dd_negatives=spec.dd_negatives, fn_margin=spec.fn_margin,
+                                      block_size=spec.block_size, distributed="local" if multi else None)
+        if spec.name == "sigmoid":  # under torchrun: document blocks travel around the ring of ranks
+            return losses.SigmoidLoss(block_size=spec.block_size, distributed="ring" if multi else None)
+        return (losses.CoSENTLoss if spec.name == "cosent" else losses.AnglELoss)(scale=spec.graded_scale)
+
     def _loss_fn(self, batch: list[Example], n_neg: int) -> Callable[[dict[str, Tensor]], Tensor]:
         from gpte.shared import losses
 
         spec = self.config.loss
+        graded = spec.name in ("cosent", "angle")
         labels = None
-        if spec.name in ("cosent", "angle"):
+        if graded:
             if any(ex.score is None for ex in batch):
                 raise ValueError(f"the {spec.name} loss needs a 'score' on every example")
             labels = torch.tensor([ex.score for ex in batch], dtype=torch.float32, device=self.device)
-
-        from gpte.shared import distributed as dist
-
-        multi = dist.is_distributed()
+        module = self._loss
 
         def base(q: Tensor, d: Tensor, negatives: Tensor | None = None) -> Tensor:
-            scale, bias = self.scale()
-            if spec.name == "infonce":
-                options = {"scale": scale, "symmetric": spec.symmetric, "qq_negatives": spec.qq_negatives,
-                           "dd_negatives": spec.dd_negatives, "fn_margin": spec.fn_margin,
-                           "block_size": spec.block_size}
-                if multi:  # negatives from every rank; open_clip's local loss
-                    return dist.distributed_info_nce(q, d, negatives, mode="local", **options)
-                return losses.info_nce(q, d, negatives, **options)
-            if spec.name == "sigmoid":
-                if multi:  # document blocks travel around the ring of ranks
-                    return dist.distributed_sigmoid_loss(q, d, negatives, mode="ring", scale=scale, bias=bias,
-                                                         block_size=spec.block_size)
-                return losses.sigmoid_loss(q, d, negatives, scale=scale, bias=bias, block_size=spec.block_size)
-            fn = losses.cosent_loss if spec.name == "cosent" else losses.angle_loss
-            return fn(q, d, labels, scale=spec.graded_scale)
+            if graded:
+                return module(q, d, labels)
+            scale, bias = self.scale()  # the model's learnable (or fixed) logit scale and bias
+            return module(q, d, negatives, scale=scale, bias=bias)
 
         loss: Callable[..., Tensor] = base
         if spec.matryoshka_dims:
@@ -293,6 +296,7 @@ class Trainer:
             logger.info("before training: %s", _short(metrics["before"]))
         self._mine()
         self._attach_adapter()
+        self._loss = self._build_loss()
         if cfg.gradient_checkpointing:
             _enable_checkpointing(self.encoder.backbone)
         sampler = BatchSampler(self.datasets, cfg.batch_size, seed=cfg.seed, group_by_task=cfg.group_by_task)
