@@ -54,7 +54,14 @@ def register_model(
 
 
 def _ensure_builtins() -> None:
+    import gpte.code.code_models  # noqa: F401  (registers the code models)
+    import gpte.multimodal.models  # noqa: F401  (registers the image–text models; imports no timm)
     import gpte.unimodal.text_models  # noqa: F401  (registers the text models)
+
+    try:
+        import gpte.unimodal.image_models  # noqa: F401  (registers the image models; needs no timm to import)
+    except ImportError as exc:  # pragma: no cover - a broken optional install must not break text models
+        logger.warning("image models unavailable: %s", exc)
 
 
 def list_models(include_test: bool = False) -> list[ModelEntry]:
@@ -100,10 +107,22 @@ def _load_folder(path: Path, device: Any, dtype: Any, options: dict[str, Any]) -
     from gpte.unimodal.st_compat import is_sentence_transformers_folder, load_sentence_transformers
     from gpte.unimodal.text import CONFIG_NAME, TextEncoder
 
+    if (path / "gpte-image.json").is_file():
+        from gpte.unimodal.image import ImageEncoder
+
+        return ImageEncoder.load(path, device=device, dtype=dtype)
+    if (path / "gpte-dual.json").is_file():
+        from gpte.multimodal.dual import DualTower
+
+        return DualTower.load(path, device=device, dtype=dtype)
     if (path / "gpte-code.json").is_file():
         from gpte.code.encoder import CodeEncoder
 
         return CodeEncoder.load(path, device=device, dtype=dtype, **options)
+    if (path / "gpte-openclip.json").is_file():
+        from gpte.multimodal.openclip import OpenCLIPEmbedder
+
+        return OpenCLIPEmbedder.load(path, device=device)
     if (path / CONFIG_NAME).is_file():
         encoder = TextEncoder.load(path, device=device, dtype=dtype)
     elif is_sentence_transformers_folder(path):

@@ -59,3 +59,24 @@ def test_data_stdlib_code(tmp_path, capsys):
     held_out = {r["module"].split(".")[0] for r in test}
     assert not held_out & {r["module"].split(".")[0] for r in train}  # split by top-level module
     assert all('"""' not in r["positive"][:200] or r["query"] not in r["positive"] for r in test)  # docstring removed
+
+
+def test_data_stdlib_code_pairs_come_from_training_modules_and_stay_valid(tmp_path):
+    assert main(["data", "stdlib-code", "--out", str(tmp_path), "--test-size", "50", "--code-pairs", "40"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "stdlib-code-code-code-train.jsonl").read_text().splitlines()]
+    train = {json.loads(x)["id"] for x in (tmp_path / "stdlib-code-train.jsonl").read_text().splitlines()}
+    assert len(rows) == 40 and all(r["task"] == "code-code" for r in rows)
+    assert {r["id"] for r in rows} <= train  # never a held-out function
+    for r in rows:
+        assert r["query"] != r["positive"]
+        compile(r["query"], r["id"], "exec")  # dedented functions: both sides are valid Python
+        compile(r["positive"], r["id"], "exec")
+
+
+def test_data_stdlib_code_pairs_with_structure_render_both_sides(tmp_path):
+    from gpte.data.stdlib import code_code_pairs, stdlib_functions
+
+    rows = code_code_pairs(stdlib_functions(limit=300), limit=10, structure="text+ast")
+    assert rows and all(r["query"].startswith("name: ") and r["positive"].startswith("name: ") for r in rows)
+    methods = [r for r in rows if "." in r["id"].split(":")[1]]
+    assert methods and all(" | in: " in r["query"].split("\n")[0] for r in methods)

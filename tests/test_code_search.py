@@ -118,3 +118,15 @@ def test_code_cli_index_and_search_json(workspace, capsys):
     hits = json.loads(capsys.readouterr().out)
     assert hits and all(h["language"] == "c" and h["path"] == "native/hash.c" for h in hits)
     assert {"path", "symbol", "kind", "start_line", "end_line", "score", "snippet"} <= set(hits[0])
+
+
+def test_file_table_commits_with_the_index(workspace, test_bert):
+    from gpte.index.store import open_index
+
+    cs = CodeSearch(workspace, model=test_bert)
+    cs.index()
+    assert not (cs.dir / "files.json").exists()
+    table = open_index(cs.dir / "index").extras["code_files"]
+    assert set(table) == {"pkg/config.py", "web/server.js", "native/hash.c"}
+    ids = {cid for entry in table.values() for cid in entry["chunks"]}
+    assert ids == {h.chunk_id for h in cs.search("x", k=50)}  # the table names exactly the stored chunks

@@ -34,6 +34,13 @@ def test_header_fields_in_priority_order_and_budget():
     assert "calls: listen http create server" in js
 
 
+def test_enclosing_scope_follows_the_name():
+    header = structure_header(CODE.encode(), "python", "load_config", scope="ConfigLoader")
+    assert header.startswith("name: load config | in: config loader | params: path strict")
+    assert render(CODE, "python", "load_config", StructureConfig(mode="ast"), scope=None).startswith(
+        "name: load config | params:")  # top-level code: no scope field
+
+
 def test_render_modes():
     assert render(CODE, "python", "load_config", StructureConfig(mode="text")) == CODE
     both = render(CODE, "python", "load_config", StructureConfig(mode="text+ast"))

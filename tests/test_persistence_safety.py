@@ -84,3 +84,14 @@ def test_interrupted_directory_swap_restores_the_old_directory(tmp_path, monkeyp
 def test_atomic_files_get_ordinary_permissions(tmp_path):
     fsio.atomic_write_bytes(tmp_path / "f", b"x")
     assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == fsio.umask_mode(0o666)
+
+
+def test_extras_are_saved_and_checked_with_the_version(tmp_path):
+    index = create_index(8, backend="exact")
+    index.add(["a", "b"], _vectors(2))
+    index.extras = {"table": {"a": [1, 2]}}
+    vdir = index.save(tmp_path / "ix")
+    assert open_index(tmp_path / "ix").extras == {"table": {"a": [1, 2]}}
+    (vdir / "extras.json").write_text('{"table": {}}')
+    with pytest.raises(IndexCorruptError, match="extras.json"):
+        open_index(tmp_path / "ix")

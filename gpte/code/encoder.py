@@ -41,8 +41,10 @@ class CodeEncoder:
     def embed_dim(self) -> int:
         return int(self.text.embed_dim)
 
-    def render(self, code: str, language: str | None = None, symbol: str = "", doc: str | None = None) -> str:
-        return render(code, language or self.language, symbol, self.structure, doc)
+    def render(self, code: str, language: str | None = None, symbol: str = "", doc: str | None = None,
+               scope: str | None = None) -> str:
+        """The encoder's input for one piece of code (:func:`gpte.code.structure.render` with the saved settings)."""
+        return render(code, language or self.language, symbol, self.structure, doc, scope)
 
     def encode_query(self, texts: str | Sequence[str], **kwargs: Any) -> np.ndarray:
         return self.text.encode_query(texts, **kwargs)
@@ -58,8 +60,8 @@ class CodeEncoder:
         return out[0] if single else out
 
     def encode_chunks(self, chunks: Sequence[Any], **kwargs: Any) -> np.ndarray:
-        """Embed :class:`gpte.code.Chunk` objects: their language, symbol and doc comment are used."""
-        texts = [self.render(c.code or c.text, c.language, c.symbol, c.doc) for c in chunks]
+        """Embed :class:`gpte.code.Chunk` objects: their language, symbol, enclosing type and doc comment are used."""
+        texts = [self.render(c.code or c.text, c.language, c.symbol or "", c.doc, c.parent) for c in chunks]
         return self.text.encode_document(texts, **kwargs)
 
     def identity(self) -> dict[str, Any]:

@@ -7,8 +7,8 @@
 ...     print(hit.path, hit.start_line, hit.symbol, round(hit.score, 3))
 
 The index lives in ``<root>/.gpte/code-index/`` (add ``.gpte/`` to your .gitignore): the vector index (one item per
-chunk, its metadata holding path, symbol, kind, lines and language) and ``files.json``, the content hash and chunk
-ids of every indexed file. ``update`` re-chunks and re-embeds only files whose content hash changed, and removes the
+chunk, its metadata holding path, symbol, kind, lines and language), with the file table (content hash and chunk ids
+of every indexed file) saved in the same index version, so the two always commit together. ``update`` re-chunks and re-embeds only files whose content hash changed, and removes the
 chunks of deleted files. Files are listed with ``git ls-files`` in a git work tree (so .gitignore is respected) and by
 a walk that skips hidden folders and common build folders otherwise; binary, oversized and unreadable files and
 unknown languages are skipped and reported with their path and reason.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -26,8 +25,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from gpte.shared.fsio import atomic_write_json
 
 __all__ = ["CodeSearch", "CodeHit", "IndexReport"]
 
@@ -107,14 +104,15 @@ class CodeSearch:
         return self._coll
 
     def _load_state(self) -> None:
-        state = self.dir / "files.json"
-        if state.is_file():
-            self._files = json.loads(state.read_text(encoding="utf-8")).get("files", {})
+        if (self.dir / "index" / "CURRENT").is_file():
+            self._files = dict(self.collection.index.extras.get("code_files", {}))
 
     def _save(self) -> None:
-        """Save the index (under its writer lock; a concurrent writer's save is refused) and then the file table."""
+        """Save the index and the file table as one version (under the index's writer lock; a concurrent writer's
+        save is refused), so a crash never leaves vectors and file table out of step."""
+        index = self.collection.index
+        index.extras = {**index.extras, "code_files": self._files}
         self.collection.save(self.dir / "index")
-        atomic_write_json(self.dir / "files.json", {"version": 1, "files": self._files})
 
     # ------------------------------------------------------------------ files
     def list_files(self) -> tuple[list[str], dict[str, str]]:

@@ -3,11 +3,12 @@
 A language model reads code as text; what the tree adds is made explicit in a header the model reads first
 (UniXcoder, Guo et al. 2022, feeds a flattened AST; SynCoBERT and TreeBERT likewise learn from node types)::
 
-    name: load config | params: path | calls: open, tomllib load | ast: function_definition with_statement
-    return_statement call attribute
+    name: load config | in: config loader | params: path | calls: open, tomllib load | ast: function_definition
+    with_statement return_statement call attribute
     <the code>
 
 * ``name``: the symbol split into words (``parseHTTPHeader`` → ``parse http header``, ``load_config`` → ``load config``);
+* ``in``: the enclosing class, impl or receiver type (the chunk's ``parent``), split; absent for top-level code;
 * ``params``: parameter names, split; ``calls``: the functions and methods it calls, split, in order of first use;
 * ``ast``: the named node types of the tree in pre-order, repeats removed, without the identifier/literal leaves;
 * a token budget: the header keeps at most ``max_header_words`` words, filled in the order above (the most
@@ -76,8 +77,9 @@ def _walk(node: Any) -> Any:
         visited_children = True
 
 
-def structure_header(source: bytes, language: str, symbol: str = "", config: StructureConfig | None = None) -> str:
-    """The budgeted structural header of ``source`` (see the module docstring)."""
+def structure_header(source: bytes, language: str, symbol: str = "", config: StructureConfig | None = None,
+                     scope: str | None = None) -> str:
+    """The budgeted structural header of ``source`` (see the module docstring); ``scope``: the enclosing type."""
     from gpte.code.parsing import parse
 
     config = config or StructureConfig()
@@ -109,6 +111,7 @@ def structure_header(source: bytes, language: str, symbol: str = "", config: Str
     parts: list[str] = []
     for label, words in (
         ("name", split_identifier(symbol)),
+        ("in", split_identifier(scope or "")),
         ("params", [w for p in dict.fromkeys(params) for w in split_identifier(p)]),
         ("calls", [w for c in calls for w in c.split()]),
         ("ast", list(dict.fromkeys(types))[: config.max_ast_types]),
@@ -122,11 +125,11 @@ def structure_header(source: bytes, language: str, symbol: str = "", config: Str
 
 
 def render(code: str, language: str, symbol: str = "", config: StructureConfig | None = None,
-           doc: str | None = None) -> str:
+           doc: str | None = None, scope: str | None = None) -> str:
     """What a code encoder embeds for ``code``: the header, the text, or both (``config.mode``)."""
     config = config or StructureConfig()
     body = f"{doc}\n{code}" if config.include_doc and doc and doc not in code else code
     if config.mode == "text":
         return body
-    header = structure_header(code.encode("utf-8"), language, symbol, config)
+    header = structure_header(code.encode("utf-8"), language, symbol, config, scope)
     return header if config.mode == "ast" else f"{header}\n{body}"

@@ -19,9 +19,12 @@ logger = logging.getLogger("gpte.cli")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from gpte.multimodal.recipe import is_image_text_recipe
     from gpte.shared.recipe import load_recipe
     from gpte.shared.trainer import Trainer
 
+    if is_image_text_recipe(args.recipe):
+        return _train_image_text(args)
     config = load_recipe(args.recipe)
     if args.output_dir:
         config.output_dir = args.output_dir
@@ -33,6 +36,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in metrics.items() if k in ("before", "after", "steps", "train_seconds")},
                      indent=2))
     print(f"model saved to {Path(config.output_dir) / 'model'}")
+    return 0
+
+
+def _train_image_text(args: argparse.Namespace) -> int:
+    from gpte.multimodal.recipe import dumps, load_image_text_recipe, run_image_text_recipe
+
+    recipe = load_image_text_recipe(args.recipe)
+    if args.output_dir:
+        recipe.output_dir = args.output_dir
+    if args.device:
+        recipe.device = args.device
+    if args.max_steps is not None:
+        raise SystemExit("--max-steps applies to text recipes; set [train] epochs in an image-text recipe")
+    results = run_image_text_recipe(recipe)
+    print(dumps(results))
+    print(f"model saved to {results['model']}")
     return 0
 
 
@@ -71,6 +90,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         with atomic_writer(out / f"{stem}-{name}.jsonl", "w") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     print(f"wrote {len(train)} training and {len(test)} held-out pairs to {out}/{stem}-{{train,test}}.jsonl")
+    if args.code_pairs:
+        from gpte.data.stdlib import code_code_pairs
+
+        rows = code_code_pairs(test_fraction=args.test_fraction, limit=args.code_pairs, structure=args.structure)
+        with atomic_writer(out / f"{stem}-code-code-train.jsonl", "w") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        print(f"wrote {len(rows)} code→code pairs to {out}/{stem}-code-code-train.jsonl")
     return 0
 
 
@@ -104,4 +130,7 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--test-size", type=int, default=1000, help="held-out pairs kept (the candidate pool)")
     d.add_argument("--structure", choices=["text+ast", "ast"], default=None,
                    help="render documents with the structural header (gpte.code.structure); default: plain code")
+    d.add_argument("--code-pairs", type=int, default=0, metavar="N",
+                   help="also write N code→augmented-code pairs from the training modules (renamed identifiers, "
+                        "dead code)")
     d.set_defaults(func=cmd_data)

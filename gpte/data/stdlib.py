@@ -38,6 +38,17 @@ class StdlibFunction:
         return asdict(self)
 
     @property
+    def name(self) -> str:
+        """The function's own name."""
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def scope(self) -> str | None:
+        """The enclosing class (innermost), or None for a module-level function."""
+        parts = self.qualname.split(".")
+        return parts[-2] if len(parts) > 1 else None
+
+    @property
     def summary(self) -> str:
         """First paragraph of the docstring, on one line."""
         return " ".join(self.docstring.strip().split("\n\n")[0].split())
@@ -156,10 +167,51 @@ def code_search_pairs(
     functions = functions if functions is not None else stdlib_functions()
     train, test = [], []
     for fn in functions:
-        doc = fn.body if config is None else render(fn.body, "python", fn.qualname.rsplit(".", 1)[-1], config)
+        doc = fn.body if config is None else render(fn.body, "python", fn.name, config, scope=fn.scope)
         row = {"query": fn.summary, "positive": doc, "id": fn.id, "module": fn.module}
         top = fn.module.split(".")[0]
         (test if split_of(top, test_fraction) == "test" else train).append(row)
     rng = random.Random(seed)
     rng.shuffle(test)
     return train, sorted(test[:test_size], key=lambda r: r["id"])
+
+
+def code_code_pairs(
+    functions: list[StdlibFunction] | None = None, test_fraction: float = 0.15, limit: int | None = 1000,
+    seed: int = 0, structure: str | None = None,
+) -> list[dict]:
+    """Code → augmented-code pairs from the *training* side of :func:`code_search_pairs` (same module split).
+
+    Each row is ``{"query": code, "positive": view, "task": "code-code", "id"}``: the function (docstring removed,
+    dedented) and a view with its identifiers renamed and dead code inserted (:func:`gpte.code.augment.augment`,
+    re-parsed to stay valid). Functions whose view equals the original are dropped; ``limit`` rows are drawn
+    (seeded). With ``structure`` both sides are rendered through :func:`gpte.code.structure.render`, each from its own
+    tree, so a renamed view also gets a renamed header.
+    """
+    import random
+    import textwrap
+
+    from gpte.code.augment import augment
+
+    config = None
+    if structure is not None:
+        from gpte.code.structure import StructureConfig, render
+
+        config = StructureConfig(mode=structure, include_doc=False)  # type: ignore[arg-type]
+    functions = functions if functions is not None else stdlib_functions()
+    pool = [fn for fn in functions if split_of(fn.module.split(".")[0], test_fraction) == "train"]
+    random.Random(seed).shuffle(pool)
+    rows: list[dict] = []
+    for fn in pool:
+        if limit is not None and len(rows) >= limit:
+            break
+        code = textwrap.dedent(fn.body)
+        result = augment(code, "python", seed=f"{seed}:{fn.id}")
+        view = result.text
+        if view == code:
+            continue
+        if config is not None:
+            code = render(code, "python", fn.name, config, scope=fn.scope)
+            view = render(view, "python", result.renames.get(fn.name, fn.name), config, scope=fn.scope)
+        rows.append({"query": code, "positive": view, "task": "code-code", "id": fn.id})
+    return sorted(rows, key=lambda r: r["id"])

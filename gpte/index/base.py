@@ -105,6 +105,8 @@ class VectorIndex(ABC):
         self.model: dict[str, Any] | None = dict(model) if model is not None else None
         self.read_only = False
         self._opened_from: tuple[Path, str] | None = None  # (directory, version) this index was loaded from / saved as
+        # JSON data saved in the same version as the vectors (so they commit together), e.g. a code index's file table
+        self.extras: dict[str, Any] = {}
         self.rescore = 4  # binary precision: Hamming candidates per hit, re-ranked by the float query (1 = off)
         self._ids: list[ItemId] = []
         self._meta: list[dict[str, Any] | None] = []

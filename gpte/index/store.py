@@ -11,6 +11,7 @@ Layout of an index directory::
         vectors.npy      exact backend: codes, np.load(mmap_mode="r")-able (int8 adds ranges.npy)
         index.faiss      faiss backend: faiss.write_index / write_index_binary output (read with IO_FLAG_MMAP_IFC)
         items.jsonl      one line per row, in row order: {"id": <str|int>, "metadata": <dict|null>}
+        extras.json      (when ``index.extras`` is not empty) JSON the owner keeps in step with the vectors
       v000006/           the previous version, kept as a fallback: open_index(dir, version="previous")
 
 A save writes the new version into a hidden temporary folder ``.tmp-v000008-*``, fsyncs every file and the folder,
@@ -48,6 +49,7 @@ FORMAT = "gpte.index/1"
 MODEL_KEYS = ("name", "dim", "fingerprint")  # the model fields open_index(model=...) compares
 _VERSION_RE = re.compile(r"^v(\d{6,})$")
 _ITEMS = "items.jsonl"
+_EXTRAS = "extras.json"
 
 
 def _sha256(path: Path) -> str:
@@ -112,6 +114,10 @@ def save_index(index: VectorIndex, path: str | Path) -> Path:
             fields = index._write_state(tmp)
             files = [*fields.pop("files"), _ITEMS]
             _write_items(tmp / _ITEMS, index)
+            if index.extras:
+                with open(tmp / _EXTRAS, "w", encoding="utf-8") as fh:
+                    json.dump(index.extras, fh, ensure_ascii=False, allow_nan=False)
+                files.append(_EXTRAS)
             checksums = {}
             for fname in files:
                 _fsync_file(tmp / fname)
@@ -272,6 +278,11 @@ def open_index(
     except IndexCorruptError as exc:
         raise IndexCorruptError(f"{exc}{hint}") from exc
     _read_items(vdir / _ITEMS, index, manifest, hint)
+    if _EXTRAS in files:
+        try:
+            index.extras = json.loads((vdir / _EXTRAS).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{vdir / _EXTRAS} is unreadable ({exc}){hint}") from exc
     index.read_only = mmap
     index._opened_from = (path.resolve(), name)
     logger.info("opened %s (%d items) from %s", index.spec, len(index), vdir)
