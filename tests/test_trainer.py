@@ -118,3 +118,18 @@ def test_recipes_name_unknown_keys(tmp_path, pairs):
                       encoding="utf-8")
     cfg = load_recipe(recipe)
     assert cfg.batch_size == 4 and cfg.loss.name == "infonce" and cfg.data[0].path == str(pairs)
+
+
+def test_code_structure_saves_a_code_encoder_with_its_adapter(tmp_path, pairs):
+    from gpte.code.encoder import CodeEncoder
+
+    cfg = _config(tmp_path, pairs, epochs=1, eval=None, code_structure="text+ast",
+                  lora=LoraSpec(r=2, target_modules=["query", "value"]))
+    Trainer(cfg).train()
+    model_dir = tmp_path / "run" / "model"
+    assert (model_dir / "gpte-code.json").is_file() and (model_dir / "text" / "adapter").is_dir()
+    model = gpte.load(model_dir, device="cpu")
+    assert isinstance(model, CodeEncoder) and model.structure.mode == "text+ast"
+    assert model.encode_document("def f(x):\n    return x + 1\n").shape == (32,)
+    with pytest.raises(RecipeError, match="code_structure"):
+        _config(tmp_path, pairs, code_structure="tree")

@@ -113,12 +113,17 @@ class TrainConfig:
     mining: MiningSpec | None = None  # mine hard negatives with the model before training
     eval: EvalSpec | None = None  # held-out retrieval evaluation
     save_adapter_only: bool = True  # with LoRA: save the adapter and a reference to the base model
+    # save a code model (gpte.code.encoder.CodeEncoder) whose documents are rendered with this structure mode
+    # ("text", "ast" or "text+ast"); the training data must be rendered the same way (gpte data stdlib-code)
+    code_structure: str | None = None
 
     def __post_init__(self) -> None:
         if not self.data:
             raise RecipeError("a recipe needs at least one [[data]] table")
         if self.batch_size < 2:
             raise RecipeError(f"batch_size must be >= 2 (got {self.batch_size})")
+        if self.code_structure not in (None, "text", "ast", "text+ast"):
+            raise RecipeError(f"code_structure {self.code_structure!r}: use 'text', 'ast' or 'text+ast'")
         if self.precision not in ("fp32", "bf16"):
             raise RecipeError(f"precision {self.precision!r}: use 'fp32' or 'bf16' (fp16 would need loss scaling)")
 

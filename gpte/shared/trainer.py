@@ -396,7 +396,14 @@ class Trainer:
 
         path = self.out / "model"
         adapter_only = self.config.save_adapter_only and has_adapter(self.encoder.backbone)
-        self.encoder.save(path, adapter_only=adapter_only)
+        if self.config.code_structure is not None:  # a code model: the text encoder plus its structural input
+            from gpte.code.encoder import CodeEncoder
+            from gpte.code.structure import StructureConfig
+
+            code = CodeEncoder(self.encoder, StructureConfig(mode=self.config.code_structure))  # type: ignore[arg-type]
+            code.save(path, adapter_only=adapter_only)
+        else:
+            self.encoder.save(path, adapter_only=adapter_only)
         write_model_card(path, self.config, self.datasets, metrics)
         return path
 
