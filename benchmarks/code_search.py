@@ -1,6 +1,6 @@
 """Code search end to end on the CPython standard library: parse + chunk, embed, re-index after an edit, query.
 
-    python benchmarks/code_search.py [--model minilm] [--limit-files N] [--queries 100]
+    python benchmarks/code_search.py [--model code-minilm] [--limit-files N] [--queries 100]
 
 The standard library's ``.py`` files (1,790 on Python 3.11, site-packages excluded) are copied into a temporary workspace, so
 the edit step can change a file. Printed: files/s for parse and chunk alone, chunks/s for embedding, the total time
@@ -33,7 +33,7 @@ def stdlib_files(limit: int | None, with_tests: bool = True) -> tuple[Path, list
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--model", default="code-minilm")
     ap.add_argument("--limit-files", type=int, default=None)
     ap.add_argument("--no-tests", action="store_true", help="leave out the stdlib's test folders (734 of 1,790 files)")
     ap.add_argument("--queries", type=int, default=100)

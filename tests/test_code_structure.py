@@ -63,3 +63,8 @@ def test_code_encoder_save_load_round_trip(tmp_path):
     assert again.identity()["fingerprint"] == enc.identity()["fingerprint"]
     meta = (tmp_path / "code-model" / "gpte-code.json").read_text()
     assert "tree-sitter-python" in meta  # grammar versions saved with the model
+
+
+def test_bare_code_is_named_after_its_first_definition():
+    assert structure_header(CODE.encode(), "python").startswith("name: load config | params:")
+    assert structure_header(b"int addTwo(int a) { return a + 2; }", "c").startswith("name: add two")

@@ -95,3 +95,14 @@ def test_extras_are_saved_and_checked_with_the_version(tmp_path):
     (vdir / "extras.json").write_text('{"table": {}}')
     with pytest.raises(IndexCorruptError, match="extras.json"):
         open_index(tmp_path / "ix")
+
+
+def test_files_written_by_libraries_get_the_usual_mode(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    with fsio.atomic_directory(tmp_path / "model") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "w.safetensors"))  # safetensors creates files 0o600
+        (tmp / "sub").mkdir(mode=0o700)
+    assert stat.S_IMODE((tmp_path / "model" / "w.safetensors").stat().st_mode) == fsio.umask_mode(0o666)
+    assert stat.S_IMODE((tmp_path / "model" / "sub").stat().st_mode) == fsio.umask_mode()

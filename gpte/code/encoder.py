@@ -35,7 +35,7 @@ class CodeEncoder:
         self.text = text
         self.structure = structure or StructureConfig()
         self.language = language  # default language of bare code strings
-        self.source = getattr(text, "source", "")
+        self.source = ""  # set by save/load or the registry; a code model built in-process has none to reload from
 
     @property
     def embed_dim(self) -> int:
@@ -69,7 +69,10 @@ class CodeEncoder:
         h = hashlib.blake2b(digest_size=16)
         h.update(ident["fingerprint"].encode())
         h.update(json.dumps(self.structure.to_dict(), sort_keys=True).encode())
-        ident.update(modality="code", fingerprint=h.hexdigest(), structure=self.structure.to_dict())
+        # the code model, not its text encoder, is what reopening an index must load
+        source = self.source or ident.get("source", "")
+        ident.update(modality="code", fingerprint=h.hexdigest(), structure=self.structure.to_dict(), source=source,
+                     name=Path(source).name if source else ident.get("name", "code-encoder"))
         return ident
 
     def save(self, path: str | os.PathLike[str], adapter_only: bool = True) -> Path:

@@ -31,6 +31,7 @@ __all__ = ["CodeSearch", "CodeHit", "IndexReport"]
 logger = logging.getLogger(__name__)
 
 INDEX_DIR = Path(".gpte") / "code-index"
+DEFAULT_CODE_MODEL = "code-minilm"  # gpte.code.code_models: MiniLM + the shipped code-search adapter
 MAX_FILE_BYTES = 1_000_000
 _SKIP_DIRS = {".git", ".hg", ".svn", ".gpte", "node_modules", "__pycache__", ".venv", "venv", "build", "dist",
               "target", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
@@ -73,12 +74,13 @@ class CodeSearch:
 
     Args:
         root: the workspace folder.
-        model: an embedder, or a name/path for :func:`gpte.load` (default: the text model ``minilm``).
+        model: an embedder, or a name/path for :func:`gpte.load` (default: the shipped code model ``code-minilm``;
+            a plain text model such as ``minilm`` also works, reading each chunk as "language kind name, doc, code").
         index_dir: where the index lives (default ``<root>/.gpte/code-index``).
         max_file_bytes: larger files are skipped and reported.
     """
 
-    def __init__(self, root: str | os.PathLike[str], model: Any = "minilm", index_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, root: str | os.PathLike[str], model: Any = DEFAULT_CODE_MODEL, index_dir: str | os.PathLike[str] | None = None,
                  max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -97,7 +99,7 @@ class CodeSearch:
             from gpte.index import Collection
 
             if (self.dir / "index" / "CURRENT").is_file():
-                model = None if isinstance(self._model_arg, str) and self._model_arg == "minilm" else self._model_arg
+                model = None if isinstance(self._model_arg, str) and self._model_arg == DEFAULT_CODE_MODEL else self._model_arg
                 self._coll = Collection.open(self.dir / "index", model=model)
             else:
                 self._coll = Collection(self._model_arg, backend="exact", store_text=False)

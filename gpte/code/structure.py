@@ -8,6 +8,7 @@ A language model reads code as text; what the tree adds is made explicit in a he
     <the code>
 
 * ``name``: the symbol split into words (``parseHTTPHeader`` → ``parse http header``, ``load_config`` → ``load config``);
+  when none is given, the name of the code's first definition;
 * ``in``: the enclosing class, impl or receiver type (the chunk's ``parent``), split; absent for top-level code;
 * ``params``: parameter names, split; ``calls``: the functions and methods it calls, split, in order of first use;
 * ``ast``: the named node types of the tree in pre-order, repeats removed, without the identifier/literal leaves;
@@ -77,6 +78,20 @@ def _walk(node: Any) -> Any:
         visited_children = True
 
 
+def _first_definition_name(root: Any) -> str:
+    for node in _walk(root):
+        if node.is_named and node.type.endswith(("_definition", "_declaration", "_item", "_specifier")):
+            name = node.child_by_field_name("name")
+            declarator = node.child_by_field_name("declarator")
+            while name is None and declarator is not None:  # C/C++: int *f(...) nests the name in declarators
+                if declarator.type in _IDENT_TYPES or declarator.type in ("qualified_identifier", "operator_name"):
+                    name = declarator
+                declarator = declarator.child_by_field_name("declarator")
+            if name is not None:
+                return name.text.decode("utf-8", "replace")
+    return ""
+
+
 def structure_header(source: bytes, language: str, symbol: str = "", config: StructureConfig | None = None,
                      scope: str | None = None) -> str:
     """The budgeted structural header of ``source`` (see the module docstring); ``scope``: the enclosing type."""
@@ -84,6 +99,8 @@ def structure_header(source: bytes, language: str, symbol: str = "", config: Str
 
     config = config or StructureConfig()
     tree = parse(source, language)
+    if not symbol:  # a bare code string: name it after its first definition
+        symbol = _first_definition_name(tree.root_node)
     params: list[str] = []
     calls: list[str] = []
     types: list[str] = []

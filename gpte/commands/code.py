@@ -16,7 +16,9 @@ def _search_engine(args: argparse.Namespace) -> Any:
     model = args.model
     if model is not None:
         model = gpte.load(model, **({"device": args.device} if args.device else {}))
-    return CodeSearch(args.path, model=model if model is not None else "minilm")
+    from gpte.code.search import DEFAULT_CODE_MODEL
+
+    return CodeSearch(args.path, model=model if model is not None else DEFAULT_CODE_MODEL)
 
 
 def cmd_code_index(args: argparse.Namespace) -> int:
@@ -58,7 +60,7 @@ def add_parsers(sub: Any) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("path", help="workspace folder; the index lives in PATH/.gpte/code-index")
-        q.add_argument("--model", default=None, help="embedder name or folder (default: minilm, or the index's)")
+        q.add_argument("--model", default=None, help="embedder name or folder (default: code-minilm, or the index's)")
         q.add_argument("--device", default=None)
 
     q = csub.add_parser("index", help="index (or update) the workspace: only changed files are re-embedded")

@@ -48,7 +48,8 @@ from gpte.multimodal.train import (
 from gpte.shared.fsio import atomic_write_json
 from gpte.shared.recipe import RecipeError
 
-__all__ = ["ImageTextRecipe", "load_image_text_recipe", "is_image_text_recipe", "run_image_text_recipe"]
+__all__ = ["ImageTextRecipe", "Prepared", "load_image_text_recipe", "is_image_text_recipe", "prepare",
+           "train_and_evaluate", "run_image_text_recipe"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +105,35 @@ def load_image_text_recipe(path: str | os.PathLike[str]) -> ImageTextRecipe:
     return recipe
 
 
-def _loadable(pairs: list[Any]) -> tuple[list[Any], dict[str, str]]:
+def _loadable(pairs: list[Any], cache: Path) -> tuple[list[Any], dict[str, str]]:
+    """Pairs whose image loads, and path → reason for the others; the verdicts are cached by (path, size, mtime)."""
     from gpte.unimodal.image_io import ImageInputError, load_image
 
-    keep, bad = [], {}
+    file = cache / "image-check.json"
+    try:
+        seen = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        seen = {}
+    keep, bad, verdicts = [], {}, {}
     for p in pairs:
         try:
-            load_image(p.image)
+            st = os.stat(p.image)
+            key = f"{p.image}|{st.st_size}|{st.st_mtime_ns}"
+        except OSError as exc:
+            bad[p.image] = f"unreadable ({exc.strerror})"
+            continue
+        if key not in seen:
+            try:
+                load_image(p.image)
+                seen[key] = ""
+            except ImageInputError as exc:
+                seen[key] = exc.reason
+        verdicts[key] = seen[key]
+        if seen[key]:
+            bad[p.image] = seen[key]
+        else:
             keep.append(p)
-        except ImageInputError as exc:
-            bad[p.image] = exc.reason
+    atomic_write_json(file, verdicts)
     return keep, bad
 
 
@@ -154,16 +174,20 @@ def _evaluate(model: DualTower, feats: tuple[torch.Tensor, torch.Tensor], pairs:
     return out
 
 
-def _train_one(recipe: ImageTextRecipe, loss: str, towers: tuple[Any, Any],
-               train_feats: tuple[torch.Tensor, torch.Tensor]) -> tuple[DualTower, dict[str, Any]]:
-    config = dataclasses.replace(recipe.model, loss=loss)
-    model = DualTower(towers[0], towers[1], config).lock(image=True, text=True)
-    log = fit(model, dataclasses.replace(recipe.train, loss=loss), features=train_feats)
-    return model, log
+@dataclass
+class Prepared:
+    """Everything a recipe trains on: the frozen towers, the split and the cached tower features."""
+
+    towers: tuple[Any, Any]
+    train: list[Any]
+    test: list[Any]
+    train_features: tuple[torch.Tensor, torch.Tensor]
+    test_features: tuple[torch.Tensor, torch.Tensor]
+    left_out: dict[str, str]
 
 
-def run_image_text_recipe(recipe: ImageTextRecipe) -> dict[str, Any]:
-    """Run ``recipe`` (see the module docstring); returns the metrics written to ``metrics.json``."""
+def prepare(recipe: ImageTextRecipe) -> Prepared:
+    """Install and read the data, split it by caption, load the towers and compute (or reuse) their features."""
     import gpte
     from gpte.data.image_text import image_caption_pairs, install_data, split_by_caption
 
@@ -171,37 +195,50 @@ def run_image_text_recipe(recipe: ImageTextRecipe) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if recipe.install_data:
         install_data(recipe.sources)
-    pairs = image_caption_pairs(tuple(recipe.sources))
-    pairs, bad = _loadable(pairs)
+    pairs, bad = _loadable(image_caption_pairs(tuple(recipe.sources)), out)
     if bad:
         logger.warning("%d images do not load and are left out, e.g. %s", len(bad), next(iter(bad.items())))
     split = split_by_caption(pairs, test_fraction=recipe.test_fraction)
-    train, test = split["train"], split["test"]
-    logger.info("%d training and %d held-out pairs", len(train), len(test))
+    logger.info("%d training and %d held-out pairs", len(split["train"]), len(split["test"]))
     kw = {"device": recipe.device} if recipe.device else {}
     towers = (gpte.load(recipe.image, **kw), gpte.load(recipe.text, **kw))
     probe = DualTower(towers[0], towers[1], recipe.model)
-    train_feats = _features(probe, train, out)
-    test_feats = _features(probe, test, out)
+    return Prepared(towers, split["train"], split["test"], _features(probe, split["train"], out),
+                    _features(probe, split["test"], out), bad)
+
+
+def train_and_evaluate(recipe: ImageTextRecipe, data: Prepared, loss: str | None = None,
+                       model_config: DualConfig | None = None,
+                       train_config: DualTrainConfig | None = None) -> tuple[DualTower, dict[str, Any]]:
+    """Train heads on ``data``'s cached features (overrides for ablations) and evaluate on the held-out split."""
+    loss = loss or recipe.train.loss
+    config = dataclasses.replace(model_config or recipe.model, loss=loss)
+    torch.manual_seed(recipe.train.seed)
+    model = DualTower(data.towers[0], data.towers[1], config).lock(image=True, text=True)
+    log = fit(model, dataclasses.replace(train_config or recipe.train, loss=loss), features=data.train_features)
+    metrics = _evaluate(model, data.test_features, data.test)
+    return model, {"metrics": metrics, "train_seconds": log["seconds"], "steps": log["steps"],
+                   "final_loss": log["log"][-1]["loss"] if log["log"] else None}
+
+
+def run_image_text_recipe(recipe: ImageTextRecipe) -> dict[str, Any]:
+    """Run ``recipe`` (see the module docstring); returns the metrics written to ``metrics.json``."""
+    out = Path(recipe.output_dir)
+    data = prepare(recipe)
     losses = [recipe.train.loss] + ([{"infonce": "sigmoid", "sigmoid": "infonce"}[recipe.train.loss]]
                                     if recipe.compare_losses else [])
-    results: dict[str, Any] = {"n_train": len(train), "n_test": len(test), "left_out": len(bad),
+    results: dict[str, Any] = {"n_train": len(data.train), "n_test": len(data.test), "left_out": len(data.left_out),
                                "sources": recipe.sources, "by_loss": {}}
     best = None
     for loss in losses:
-        torch.manual_seed(recipe.train.seed)
-        model, log = _train_one(recipe, loss, towers, train_feats)
-        metrics = _evaluate(model, test_feats, test)
-        results["by_loss"][loss] = {"metrics": metrics, "train_seconds": log["seconds"], "steps": log["steps"],
-                                    "final_loss": log["log"][-1]["loss"] if log["log"] else None}
-        logger.info("%s: %s", loss, metrics)
-        if best is None:
-            best = model
+        model, result = train_and_evaluate(recipe, data, loss)
+        results["by_loss"][loss] = result
+        logger.info("%s: %s", loss, result["metrics"])
+        best = best or model
     assert best is not None
-    best.config.name = Path(recipe.output_dir).name
     best.save(out / "model")
     results["model"] = str(out / "model")
-    results["recipe"] = {**dataclasses.asdict(recipe)}
+    results["recipe"] = dataclasses.asdict(recipe)
     atomic_write_json(out / "metrics.json", results)
     return results
 

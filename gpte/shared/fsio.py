@@ -95,6 +95,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     old: Path | None = None
     try:
         yield tmp
+        _usual_modes(tmp)
         _fsync_tree(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
@@ -109,6 +110,19 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _usual_modes(root: Path) -> None:
+    """Give every file and folder under ``root`` the mode a plain ``open``/``mkdir`` would (libraries such as
+    safetensors create their files ``0o600``)."""
+    file_mode, dir_mode = umask_mode(0o666), umask_mode()
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(dirpath, name), dir_mode)
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, file_mode)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
