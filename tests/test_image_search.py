@@ -73,6 +73,16 @@ def test_incremental_update_and_reopen(folder, lit):
     assert set(files) == {"green.png", "sub/blue.png", "sub/blue-copy.png"}
 
 
+def test_symlinks_leaving_the_folder_are_skipped_unless_followed(folder, lit, tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    _png(outside, (1, 2, 3))
+    (folder / "link.png").symlink_to(outside)
+    report = ImageSearch(folder, model=lit, index_dir=tmp_path / "a").index()
+    assert report.skipped["link.png"] == "symbolic link leaving the folder"
+    report = ImageSearch(folder, model=lit, index_dir=tmp_path / "b", follow_symlinks=True).index()
+    assert "link.png" not in report.skipped and report.images_indexed == 5
+
+
 def test_add_images_without_a_folder(tmp_path, lit):
     search = ImageSearch(index_dir=tmp_path / "idx", model=lit)
     arr = np.zeros((20, 20, 3), dtype=np.uint8)

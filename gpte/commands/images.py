@@ -18,7 +18,8 @@ def _engine(args: argparse.Namespace) -> Any:
     model: Any = DEFAULT_IMAGE_MODEL
     if args.model is not None:
         model = gpte.load(args.model, **({"device": args.device} if args.device else {}))
-    return ImageSearch(args.folder, model=model, batch_size=args.batch_size, index_dir=args.index_dir)
+    return ImageSearch(args.folder, model=model, batch_size=args.batch_size, index_dir=args.index_dir,
+                       follow_symlinks=args.follow_symlinks)
 
 
 def cmd_images_index(args: argparse.Namespace) -> int:
@@ -72,6 +73,8 @@ def add_parsers(sub: Any) -> None:
         q.add_argument("--batch-size", type=int, default=32)
         q.add_argument("--index-dir", default=None, help="keep the index here instead of FOLDER/.gpte/image-index "
                                                          "(for folders you cannot or should not write to)")
+        q.add_argument("--follow-symlinks", action="store_true",
+                       help="also index symbolic links to images outside FOLDER (skipped by default)")
 
     q = isub.add_parser("index", help="index (or update) the folder: only new and changed images are embedded")
     common(q)

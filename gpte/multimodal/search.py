@@ -70,10 +70,13 @@ class ImageSearch:
             ``lit-lite0-minilm``).
         index_dir: where the index lives (default ``<folder>/.gpte/image-index``).
         batch_size: images embedded per batch.
+        follow_symlinks: also index files that are symbolic links to images outside the folder (by default they are
+            skipped and reported: the index reads only what lies inside the folder you named).
     """
 
     def __init__(self, folder: str | os.PathLike[str] | None = None, model: Any = DEFAULT_IMAGE_MODEL, *,
-                 index_dir: str | os.PathLike[str] | None = None, batch_size: int = 32) -> None:
+                 index_dir: str | os.PathLike[str] | None = None, batch_size: int = 32,
+                 follow_symlinks: bool = False) -> None:
         if folder is None and index_dir is None:
             raise ValueError("ImageSearch needs a folder to index or an index_dir to keep added images in")
         self.folder = Path(folder).resolve() if folder is not None else None
@@ -81,6 +84,7 @@ class ImageSearch:
             raise NotADirectoryError(f"{folder} is not a folder")
         self.dir = Path(index_dir) if index_dir is not None else self.folder / INDEX_DIR  # type: ignore[operator]
         self.batch_size = batch_size
+        self.follow_symlinks = follow_symlinks
         self._model_arg = model
         self._coll: Any = None
         self._files: dict[str, dict[str, Any]] = {}
@@ -159,7 +163,7 @@ class ImageSearch:
         for rel in paths:
             full = self.folder / rel
             try:
-                if full.is_symlink() and not full.resolve().is_relative_to(self.folder):
+                if not self.follow_symlinks and full.is_symlink() and not full.resolve().is_relative_to(self.folder):
                     report.skipped[rel] = "symbolic link leaving the folder"
                     continue
                 st = full.stat()
