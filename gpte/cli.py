@@ -308,9 +308,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"device:   {device}; faiss GPUs: {faiss_gpus}")
     print("models:")
+    wn = max([len(m["name"]) for m in models] + [4])
+    wm = max([len(m["modality"]) for m in models] + [4])
     for m in models:
-        print(f"  {m['name']:<14} {m['modality']:<6} {m['description']}")
-        print(f"  {'':<14} {'':<6} weights: {m['source']}")
+        print(f"  {m['name']:<{wn}} {m['modality']:<{wm}} {m['description']}")
+        print(f"  {'':<{wn}} {'':<{wm}} weights: {m['source']}")
     return 0
 
 
