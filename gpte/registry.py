@@ -115,6 +115,10 @@ def _load_folder(path: Path, device: Any, dtype: Any, options: dict[str, Any]) -
         from gpte.multimodal.dual import DualTower
 
         return DualTower.load(path, device=device, dtype=dtype)
+    if (path / "gpte-universal.json").is_file():
+        from gpte.multimodal.universal import UniversalEmbedder
+
+        return UniversalEmbedder.load(path, device=device)
     if (path / "gpte-code.json").is_file():
         from gpte.code.encoder import CodeEncoder
 
