@@ -208,6 +208,9 @@ def test_save_load_roundtrip(embedder, tmp_path):
     assert np.allclose(loaded.encode_query(items[:1], task="text-to-image"), expected, atol=1e-5)
     assert np.allclose(loaded.encode_document(items), docs, atol=1e-5)
     assert loaded.identity()["fingerprint"] == embedder.identity()["fingerprint"]
+    import gpte
+
+    assert isinstance(gpte.load(path, device="cpu"), UniversalEmbedder)  # gpte.load recognises the folder
     assert UniversalEmbedder.from_pretrained(path).identity()["dim"] == 32
     raw = tmp_path / "raw"  # a plain transformers folder: adapter picked from config.model_type
     embedder.model.save_pretrained(raw)
