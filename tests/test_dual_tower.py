@@ -110,3 +110,21 @@ def test_retrieval_metrics_count_shared_captions_as_correct():
     out = retrieval_metrics(img, txt, caps)
     assert out["text_to_image_R@1"] == 1.0 and out["n_captions"] == 3  # "c" finds image 2, which counts
     assert out["image_to_text_R@1"] == 0.75 and out["image_to_text_R@5"] == 1.0
+
+
+def test_image_text_recipes_are_recognised_and_name_bad_keys(tmp_path):
+    from gpte.multimodal.recipe import is_image_text_recipe, load_image_text_recipe
+    from gpte.shared.recipe import RecipeError
+
+    good = tmp_path / "lit.toml"
+    good.write_text('kind = "image-text"\n[model]\nimage_head = "mlp"\n[train]\nloss = "sigmoid"\nepochs = 3\n')
+    assert is_image_text_recipe(good) and not is_image_text_recipe(tmp_path / "missing.toml")
+    recipe = load_image_text_recipe(good)
+    assert (recipe.model.image_head, recipe.model.loss, recipe.train.epochs) == ("mlp", "sigmoid", 3)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "image-text"\n[train]\nepochz = 3\n')
+    with pytest.raises(RecipeError, match=r"unknown key 'epochz' in \[train\]"):
+        load_image_text_recipe(bad)
+    bad.write_text('kind = "image-text"\n[model]\nimage_head = "transformer"\n')
+    with pytest.raises(RecipeError, match=r"\[model\]: image_head must be"):
+        load_image_text_recipe(bad)

@@ -83,7 +83,8 @@ class ImageTextEmbedder(ABC):
         """name, source, modality, dim, fingerprint: what an index records about the model that filled it."""
 
     def embed_pairs(self, images: list[Any], texts: list[str]) -> Tensor:
-        """``[n, D]`` embeddings of (image, text) inputs: the normalised sum of the two normalised embeddings."""
+        """``[n, D]`` embeddings of (image, text) inputs: the sum of the two normalised embeddings (the encode methods
+        normalise it)."""
         fused = torch.nn.functional.normalize(self.embed_images(images).float(), dim=-1) + \
             torch.nn.functional.normalize(self.embed_texts(texts).float(), dim=-1)
         return fused

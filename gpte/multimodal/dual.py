@@ -92,12 +92,12 @@ def lock_tower(tower: nn.Module, unlocked_blocks: int = 0) -> None:
     if blocks is None:
         raise ValueError(f"cannot find the blocks of a {type(tower).__name__} to unlock; lock it fully or unlock "
                          "parameters yourself")
-    names = [n for n, _ in tower.named_modules()]
-    first = next(n for n, m in tower.named_modules() if m is blocks[max(0, len(blocks) - unlocked_blocks)])
-    start = names.index(first)
-    for n, m in tower.named_modules():  # the chosen blocks and everything registered after them (heads, norms)
-        if names.index(n) >= start and not any(True for _ in m.children()):
-            for p in m.parameters(recurse=False):
+    first = blocks[max(0, len(blocks) - unlocked_blocks)]
+    reached = False
+    for module in tower.modules():  # registration order: the chosen blocks, then what follows them (heads, norms)
+        reached = reached or module is first
+        if reached:
+            for p in module.parameters(recurse=False):
                 p.requires_grad_(True)
 
 

@@ -46,7 +46,7 @@ from gpte.multimodal.train import (
     zero_shot_accuracy,
 )
 from gpte.shared.fsio import atomic_write_json
-from gpte.shared.recipe import RecipeError
+from gpte.shared.recipe import build_section
 
 __all__ = ["ImageTextRecipe", "Prepared", "load_image_text_recipe", "is_image_text_recipe", "prepare",
            "train_and_evaluate", "run_image_text_recipe"]
@@ -71,19 +71,6 @@ class ImageTextRecipe:
     train: DualTrainConfig = field(default_factory=DualTrainConfig)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise RecipeError(f"{where} must be a table")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise RecipeError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; known: {', '.join(sorted(known))}")
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(f"{where}: {exc}") from None
-
-
 def is_image_text_recipe(path: str | os.PathLike[str]) -> bool:
     path = Path(path)
     if path.suffix != ".toml" or not path.is_file():
@@ -96,9 +83,9 @@ def is_image_text_recipe(path: str | os.PathLike[str]) -> bool:
 
 def load_image_text_recipe(path: str | os.PathLike[str]) -> ImageTextRecipe:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    model = _build(DualConfig, data.pop("model", {}), "[model]")
-    train = _build(DualTrainConfig, data.pop("train", {}), "[train]")
-    recipe = _build(ImageTextRecipe, data, "the recipe's top level")
+    model = build_section(DualConfig, data.pop("model", {}), "[model]")
+    train = build_section(DualTrainConfig, data.pop("train", {}), "[train]")
+    recipe = build_section(ImageTextRecipe, data, "the recipe's top level")
     recipe.model, recipe.train = model, train
     if recipe.model.loss != recipe.train.loss:
         recipe.model.loss = recipe.train.loss  # the scale's initialisation follows the loss

@@ -156,10 +156,12 @@ class ImageSearch:
         for rel in sorted(gone):
             self._drop(rel)
             report.images_removed += 1
+        touched = 0  # files whose stat changed but whose bytes did not: only their table entry changes
         first_of: dict[str, str] = {}  # content hash -> first path with those bytes
         for rel, info in sorted(self._files.items()):
             first_of.setdefault(info["sha256"], rel)
-        todo: list[tuple[str, bytes, dict[str, Any]]] = []
+        todo: list[tuple[str, bytes, dict[str, Any]]] = []  # read but not yet embedded: one batch at most in memory
+        embedded = 0
         for rel in paths:
             full = self.folder / rel
             try:
@@ -183,6 +185,7 @@ class ImageSearch:
             if old and old["sha256"] == digest:  # touched, same bytes
                 self._files[rel] = info
                 report.images_unchanged += 1
+                touched += 1
                 continue
             if old:
                 self._drop(rel)
@@ -190,9 +193,13 @@ class ImageSearch:
             if twin != rel:
                 report.duplicates[rel] = twin
             todo.append((rel, data, info))
-        for start in range(0, len(todo), self.batch_size):
-            self._embed_files(todo[start:start + self.batch_size], report)
-        if todo or gone or report.images_unchanged != len(paths):
+            if len(todo) == self.batch_size:
+                self._embed_files(todo, report)
+                embedded, todo = embedded + len(todo), []
+        if todo:
+            self._embed_files(todo, report)
+            embedded += len(todo)
+        if embedded or gone or touched:
             self.save()
         report.seconds = round(time.perf_counter() - t0, 3)
         for rel, why in list(report.skipped.items())[:20]:

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from gpte.shared.adapters import LoraSpec
 from gpte.shared.data import DatasetSpec
 
-__all__ = ["RecipeError", "LossSpec", "MiningSpec", "EvalSpec", "TrainConfig", "load_recipe"]
+__all__ = ["RecipeError", "build_section", "LossSpec", "MiningSpec", "EvalSpec", "TrainConfig", "load_recipe"]
 
 
 class RecipeError(ValueError):
@@ -134,7 +134,8 @@ class TrainConfig:
 _NESTED: dict[str, type] = {"loss": LossSpec, "lora": LoraSpec, "mining": MiningSpec, "eval": EvalSpec}
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def build_section(cls: type, data: Any, where: str) -> Any:
+    """``cls(**data)`` for one recipe table (a dataclass), naming ``where`` on any unknown key or bad value."""
     if not isinstance(data, dict):
         raise RecipeError(f"{where} must be a table, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -144,7 +145,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
                           f"known: {', '.join(sorted(known))}")
     try:
         return cls(**data)
-    except TypeError as exc:
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as exc:  # a missing key, or a value the dataclass refuses
         raise RecipeError(f"{where}: {exc}") from None
 
 
@@ -154,12 +157,12 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     raw_data = data.pop("data", None)
     if not isinstance(raw_data, list) or not raw_data:
         raise RecipeError("a recipe needs at least one [[data]] table (a list of datasets)")
-    datasets = [_build(DatasetSpec, d, f"[[data]] #{i + 1}") for i, d in enumerate(raw_data)]
+    datasets = [build_section(DatasetSpec, d, f"[[data]] #{i + 1}") for i, d in enumerate(raw_data)]
     nested = {}
     for key, cls in _NESTED.items():
         if key in data and data[key] is not None:
-            nested[key] = _build(cls, data.pop(key), f"[{key}]")
-    config = _build(TrainConfig, {**data, "data": datasets}, "the recipe's top level")
+            nested[key] = build_section(cls, data.pop(key), f"[{key}]")
+    config = build_section(TrainConfig, {**data, "data": datasets}, "the recipe's top level")
     for key, value in nested.items():
         setattr(config, key, value)
     return config
