@@ -203,10 +203,14 @@ def _process_group(args: argparse.Namespace) -> Iterator[int]:
         torch.cuda.set_device(local)
         args.device = f"cuda:{local}"
     torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    from gpte.shared.distributed import shutdown
+
+    completed = False
     try:
         yield rank
+        completed = True
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown(completed=completed)
 
 
 def _build(args: argparse.Namespace, out: Path, exists: bool, rank: int) -> int:

@@ -6,17 +6,23 @@ embeddings receive ``W · ∂L/∂e``; parameter gradients averaged over ranks (
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from _ranks import run_ranks
 from torch import nn
 
-from gpte.shared.distributed import distributed_info_nce, distributed_sigmoid_loss, is_distributed, rank, world_size
+from gpte.shared.distributed import (
+    distributed_info_nce,
+    distributed_sigmoid_loss,
+    is_distributed,
+    rank,
+    shutdown,
+    world_size,
+)
 from gpte.shared.losses import info_nce, sigmoid_loss
 from gpte.shared.scale import LogitScale
 
@@ -109,25 +115,23 @@ def _worker(rank_: int, out_dir: str) -> None:
     # a file store: no TCP port to race for between choosing it and binding it
     dist.init_process_group("gloo", init_method=f"file://{Path(out_dir) / 'store'}", rank=rank_, world_size=WORLD,
                             timeout=timedelta(seconds=TIMEOUT_S))
+    completed = False
     try:
         assert is_distributed() and rank() == rank_ and world_size() == WORLD
         shard = slice(rank_ * LOCAL_B, (rank_ + 1) * LOCAL_B)
         results = {name: _step(case, shard) for name, case in CASES.items()}
-        torch.save(results, Path(out_dir) / f"rank{rank_}.pt")
+        part = Path(out_dir) / f"rank{rank_}.pt.part"
+        torch.save(results, part)
+        part.rename(part.with_suffix(""))  # complete or absent
+        completed = True
     finally:
-        dist.destroy_process_group()
+        shutdown(completed=completed)
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dist")
-    ctx = mp.start_processes(_worker, args=(str(out),), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"the {WORLD} gloo processes did not finish within {TIMEOUT_S} s")
+    run_ranks(_worker, (str(out),), WORLD, lambda r: (out / f"rank{r}.pt").exists(), TIMEOUT_S)
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-import torch.multiprocessing as mp
+from _ranks import run_ranks
 from safetensors.torch import load_file
 
 from gpte.shared.data import DatasetSpec
@@ -32,14 +32,17 @@ def _config(data, out, loss):
 
 
 def _worker(rank, world, store, data, out, loss):
+    from gpte.shared.distributed import shutdown
     from gpte.shared.trainer import Trainer
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    completed = False
     try:
         torch.set_num_threads(1)
         Trainer(_config(data, out, loss), model=_model()).train(resume=False)
+        completed = True
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown(completed=completed)
 
 
 def _run(tmp_path, loss):
@@ -48,8 +51,8 @@ def _run(tmp_path, loss):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"query": f"find {w}", "positive": f"the {w} note"}) + "\n" for w in WORDS))
     Trainer(_config(data, tmp_path / "one", loss), model=_model()).train(resume=False)
-    mp.start_processes(_worker, args=(2, tmp_path / "store", data, tmp_path / "two", loss), nprocs=2, join=True,
-                       start_method="spawn")
+    two_done = tmp_path / "two" / "metrics.json"  # the trainer's last file, written atomically
+    run_ranks(_worker, (2, tmp_path / "store", data, tmp_path / "two", loss), 2, lambda r: two_done.exists(), 300)
     one = load_file(str(tmp_path / "one" / "checkpoint" / "trainable.safetensors"))
     two = load_file(str(tmp_path / "two" / "checkpoint" / "trainable.safetensors"))
     assert one.keys() == two.keys()

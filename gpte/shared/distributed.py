@@ -52,6 +52,7 @@ __all__ = [
     "rank",
     "world_size",
     "barrier",
+    "shutdown",
     "average_gradients",
     "all_gather_with_grad",
     "all_gather_no_grad",
@@ -86,6 +87,18 @@ def barrier(group: Group = None) -> None:
     """Wait for every process of ``group``; a no-op outside a process group."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier(group)
+
+
+def shutdown(*, completed: bool = True) -> None:
+    """Leave the process group: when this rank ``completed`` its work, first wait for every rank, so no rank tears
+    down its connections while a peer's last collective still runs (gloo aborts the process with SIGABRT when its
+    worker threads lose a peer mid-operation); after an error, destroy at once, since a barrier could hang on a peer
+    that will never reach it. A no-op outside a process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def average_gradients(params: list[torch.nn.Parameter], group: Group = None) -> None:
