@@ -12,6 +12,12 @@ of every indexed file) saved in the same index version, so the two always commit
 chunks of deleted files. Files are listed with ``git ls-files`` in a git work tree (so .gitignore is respected) and by
 a walk that skips hidden folders and common build folders otherwise; binary, oversized and unreadable files and
 unknown languages are skipped and reported with their path and reason.
+
+Thread safety (for servers such as ``gpte ide``): one :class:`CodeSearch` may be searched from several threads while
+one thread updates it. ``update`` calls run one at a time; they chunk and embed outside :attr:`CodeSearch.lock` and
+hold it only to swap a batch of files' chunks in (a file's old chunks leave and its new ones arrive together), to
+save and to read the file table, while ``search`` embeds the query outside the lock and holds it to scan the index.
+A search therefore always sees a consistent state: every file either as it was or as it is now.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 import subprocess
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,9 @@ logger = logging.getLogger(__name__)
 INDEX_DIR = Path(".gpte") / "code-index"
 DEFAULT_CODE_MODEL = "code-minilm"  # gpte.code.code_models: MiniLM + the shipped code-search adapter
 MAX_FILE_BYTES = 1_000_000
+DEFAULT_GROUP_CHUNKS = 2048  # chunks embedded (and swapped into the index) per batch
+FIRST_GROUP_CHUNKS = 64  # the first batch of an update is at most this big: the first files become searchable early
+ProgressCallback = Callable[[int, int, str], None]  # (files done, files to do, path being processed)
 _SKIP_DIRS = {".git", ".hg", ".svn", ".gpte", "node_modules", "__pycache__", ".venv", "venv", "build", "dist",
               "target", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox"}
 
@@ -90,11 +101,17 @@ class CodeSearch:
         self._model_arg = model
         self._coll: Any = None
         self._files: dict[str, dict[str, Any]] = {}
+        self.lock = threading.RLock()  # guards the in-memory index and file table (see the module docstring)
+        self._writer = threading.Lock()  # one update() at a time
         self._load_state()
 
     # ------------------------------------------------------------------ state
     @property
     def collection(self) -> Any:
+        with self.lock:
+            return self._collection()
+
+    def _collection(self) -> Any:
         if self._coll is None:
             from gpte.index import Collection
 
@@ -109,18 +126,25 @@ class CodeSearch:
         if (self.dir / "index" / "CURRENT").is_file():
             self._files = dict(self.collection.index.extras.get("code_files", {}))
 
+    def indexed_files(self) -> dict[str, str]:
+        """Indexed files (relative POSIX path → content sha256), a copy taken under the lock."""
+        with self.lock:
+            return {rel: entry.get("sha256", "") for rel, entry in self._files.items()}
+
     def _save(self) -> None:
         """Save the index and the file table as one version (under the index's writer lock; a concurrent writer's
         save is refused), so a crash never leaves vectors and file table out of step."""
-        index = self.collection.index
-        index.extras = {**index.extras, "code_files": self._files}
-        self.collection.save(self.dir / "index")
+        with self.lock:
+            index = self.collection.index
+            index.extras = {**index.extras, "code_files": dict(self._files)}
+            self.collection.save(self.dir / "index")
+        ignore_cache_folder(self.root, self.dir)
 
     # ------------------------------------------------------------------ files
     def list_files(self) -> tuple[list[str], dict[str, str]]:
         """Candidate files (relative POSIX paths) and the skipped ones with reasons."""
         skipped: dict[str, str] = {}
-        paths = _git_files(self.root)
+        paths = _git_files(self.root, skipped)
         if paths is None:
             paths = list(_walk(self.root, skipped))
         return sorted(paths), skipped
@@ -147,52 +171,76 @@ class CodeSearch:
         """Bring the index up to date with the whole workspace (first run: everything)."""
         return self.update(None)
 
-    def update(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> IndexReport:
-        """Re-index ``paths`` (relative or absolute; default: every file) whose content changed; drop deleted ones."""
+    def update(self, paths: Iterable[str | os.PathLike[str]] | None = None, progress: ProgressCallback | None = None,
+               group_chunks: int = DEFAULT_GROUP_CHUNKS) -> IndexReport:
+        """Re-index ``paths`` (relative or absolute; default: every file) whose content changed; drop deleted ones.
+
+        Args:
+            paths: files to look at; None: the whole workspace (files no longer listed are dropped).
+            progress: called as ``progress(done, total, path)`` while files are read and after each embedded batch
+                (``done`` counts files whose chunks are searchable now, of the ``total`` files that changed).
+            group_chunks: chunks embedded per batch; each batch becomes searchable as soon as it is embedded.
+        """
+        with self._writer:
+            return self._update(paths, progress, group_chunks)
+
+    def _update(self, paths: Iterable[str | os.PathLike[str]] | None, progress: ProgressCallback | None,
+                group_chunks: int) -> IndexReport:
         import time
 
         from gpte.code.languages import detect_language
 
         t0 = time.perf_counter()
         report = IndexReport()
+        known = self.indexed_files()
         if paths is None:
             candidates, report.skipped = self.list_files()
-            gone = set(self._files) - set(candidates)
+            gone = set(known) - set(candidates)
         else:
             candidates = [self._relative(p) for p in paths]
             gone = {p for p in candidates if not (self.root / p).exists()}
             candidates = [p for p in candidates if p not in gone]
-        for rel in sorted(gone):
-            report.chunks_removed += self._drop(rel)
-            report.files_removed += 1
+        with self.lock:
+            for rel in sorted(gone):
+                report.chunks_removed += self._drop(rel)
+                report.files_removed += 1
         todo: list[tuple[str, bytes, str, str]] = []
         for rel in candidates:
             data, reason = self._read(rel)
             if data is None:
                 report.skipped[rel] = reason or "unreadable"
-                if rel in self._files:
-                    report.chunks_removed += self._drop(rel)
+                if rel in known:
+                    with self.lock:
+                        report.chunks_removed += self._drop(rel)
                 continue
             language = detect_language(rel, data[:256])
             if language is None:
                 report.skipped[rel] = "unknown language"
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            if self._files.get(rel, {}).get("sha256") == digest:
+            if known.get(rel) == digest:
                 report.files_unchanged += 1
                 continue
             todo.append((rel, data, language, digest))
+        done = 0
+        if progress is not None:
+            progress(0, len(todo), "")
         group: list[tuple[str, str, list[Any]]] = []  # files chunked but not yet embedded
-        for rel, data, language, digest in todo:
+        for i, (rel, data, language, digest) in enumerate(todo):
             chunks = self._chunk(rel, data, language, report)
-            if chunks is None:
-                continue
-            group.append((rel, digest, chunks))
-            if sum(len(c) for _, _, c in group) >= 2048:  # embed many files' chunks in one call: big batches
+            if chunks is not None:
+                group.append((rel, digest, chunks))
+            # embed many files' chunks in one call (big batches), the first batch small so that answers start early
+            if sum(len(c) for _, _, c in group) >= (group_chunks if done else min(group_chunks, FIRST_GROUP_CHUNKS)):
                 self._embed_group(group, report)
                 group = []
+                done = i + 1
+                if progress is not None:
+                    progress(done, len(todo), rel)
         if group:
             self._embed_group(group, report)
+        if progress is not None and todo:
+            progress(len(todo), len(todo), todo[-1][0])
         if todo or gone or report.chunks_removed:
             self._save()
         report.seconds = round(time.perf_counter() - t0, 3)
@@ -210,25 +258,29 @@ class CodeSearch:
             return None
 
     def _embed_group(self, group: list[tuple[str, str, list[Any]]], report: IndexReport) -> None:
-        """Replace the chunks of every file in ``group`` with freshly embedded ones."""
+        """Replace the chunks of every file in ``group`` with freshly embedded ones: embed outside the lock, then
+        swap old chunks out and new ones in under it."""
         coll = self.collection
         chunks = [c for _, _, cs in group for c in cs]
-        for rel, _, _ in group:
-            report.chunks_removed += self._drop(rel, keep_state=True)
+        vectors = None
         if chunks:
-            meta = [{"path": c.path, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind,
-                     "language": c.language, "start_line": c.start_line, "end_line": c.end_line,
-                     "snippet": _snippet(c)} for c in chunks]
             encode = getattr(coll.model, "encode_chunks", None)
             if encode is not None:
-                coll.index.upsert([c.id for c in chunks], encode(chunks, show_progress=False), meta)
+                vectors = encode(chunks, show_progress=False)
             else:
-                coll.add([_render(c) for c in chunks], ids=[c.id for c in chunks], metadata=meta, upsert=True,
-                         show_progress=False)
-        for rel, digest, cs in group:
-            self._files[rel] = {"sha256": digest, "language": cs[0].language if cs else None,
-                                "chunks": [c.id for c in cs]}
-            report.files_indexed += 1
+                vectors = coll.model.encode_document([_render(c) for c in chunks], show_progress=False)
+        with self.lock:
+            for rel, _, _ in group:
+                report.chunks_removed += self._drop(rel, keep_state=True)
+            if chunks:
+                meta = [{"path": c.path, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind,
+                         "language": c.language, "start_line": c.start_line, "end_line": c.end_line,
+                         "snippet": _snippet(c)} for c in chunks]
+                coll.index.upsert([c.id for c in chunks], vectors, meta)
+            for rel, digest, cs in group:
+                self._files[rel] = {"sha256": digest, "language": cs[0].language if cs else None,
+                                    "chunks": [c.id for c in cs]}
+                report.files_indexed += 1
         report.chunks_added += len(chunks)
 
     def _drop(self, rel: str, keep_state: bool = False) -> int:
@@ -251,7 +303,10 @@ class CodeSearch:
     def search(self, query: str, k: int = 10, language: str | None = None, path_glob: str | None = None,
                kinds: Sequence[str] | None = None) -> list[CodeHit]:
         """Ranked chunks for a natural-language (or code) query, optionally filtered."""
-        if len(self.collection) == 0:
+        import numpy as np
+
+        coll = self.collection
+        if len(coll) == 0:
             return []
 
         def keep(meta: dict[str, Any]) -> bool:
@@ -262,15 +317,18 @@ class CodeSearch:
             return kinds is None or meta.get("kind") in kinds
 
         flt = keep if (language or path_glob or kinds) else None
-        hits = self.collection.search(query, k=k, filter=flt)
+        q = np.atleast_2d(coll.model.encode_query(query))  # [1, D], embedded outside the lock
+        with self.lock:
+            hits = coll.index.search(q, k=k, filter=flt)[0]
         return [CodeHit(path=h.metadata["path"], symbol=h.metadata["symbol"], qualname=h.metadata["qualname"],
                         kind=h.metadata["kind"], language=h.metadata["language"],
                         start_line=h.metadata["start_line"], end_line=h.metadata["end_line"], score=h.score,
                         snippet=h.metadata["snippet"], chunk_id=str(h.id)) for h in hits]
 
     def stats(self) -> dict[str, Any]:
-        return {"root": str(self.root), "files": len(self._files), "chunks": len(self.collection),
-                "index": str(self.dir)}
+        with self.lock:
+            return {"root": str(self.root), "files": len(self._files), "chunks": len(self.collection),
+                    "index": str(self.dir)}
 
 
 def _snippet(chunk: Any, lines: int = 6) -> str:
@@ -278,8 +336,24 @@ def _snippet(chunk: Any, lines: int = 6) -> str:
     return "\n".join(body[:lines])
 
 
-def _git_files(root: Path) -> list[str] | None:
-    """Tracked and untracked-but-not-ignored files of a git work tree, or None outside one (or without git)."""
+def ignore_cache_folder(root: Path, index_dir: Path) -> None:
+    """Make the ``.gpte`` cache folder inside ``root`` ignore itself (a ``.gitignore`` holding ``*``)."""
+    cache = root / INDEX_DIR.parts[0]
+    try:
+        if not index_dir.resolve().is_relative_to(cache.resolve()):
+            return
+        marker = cache / ".gitignore"
+        if not marker.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            marker.write_text("# gpte's cache folder (code search index); never commit it\n*\n", encoding="utf-8")
+    except OSError as exc:  # a read-only workspace still gets its index used
+        logger.warning("could not write %s: %s", cache / ".gitignore", exc)
+
+
+def _git_files(root: Path, skipped: dict[str, str] | None = None) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files of a git work tree, or None outside one (or without git).
+
+    Folders git could not open (it warns and goes on) are added to ``skipped``."""
     try:
         proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                               capture_output=True, timeout=60, check=False)
@@ -287,6 +361,11 @@ def _git_files(root: Path) -> list[str] | None:
         return None
     if proc.returncode != 0:
         return None
+    if skipped is not None:
+        for line in proc.stderr.decode("utf-8", "replace").splitlines():
+            found = re.search(r"could not open directory '([^']*)': (.*)$", line)
+            if found:
+                skipped[found.group(1).rstrip("/") or "."] = f"unreadable folder ({found.group(2)})"
     names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
     return [n for n in names if not n.startswith(".gpte/") and (root / n).is_file()]
 
