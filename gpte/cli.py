@@ -374,12 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     from gpte.commands.code import add_parsers as add_code_parsers
+    from gpte.commands.demo import add_parsers as add_demo_parsers
+    from gpte.commands.ide import add_parsers as add_ide_parsers
     from gpte.commands.images import add_parsers as add_images_parsers
     from gpte.commands.training import add_parsers as add_training_parsers
 
     add_training_parsers(sub)
     add_code_parsers(sub)
     add_images_parsers(sub)
+    add_demo_parsers(sub)
+    add_ide_parsers(sub)
 
     p = sub.add_parser("info", help="versions, device and registered models")
     p.add_argument("--json", action="store_true")
