@@ -104,3 +104,17 @@ def test_cli_index_and_search_json(folder, capsys):
     assert main(["images", "search", str(folder), "--image", str(folder / "green.png"), "-k", "1", "--json",
                  "--model", "test-lit"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "green.png"
+
+
+def test_universal_embedders_get_the_query_instruction(folder):
+    uni = gpte.load("test-universal")
+    search = ImageSearch(folder, model=uni)
+    assert search.index().images_indexed == 4
+    hits = search.search(folder / "red.png", k=1)  # image → image: candidate prompt on both sides
+    assert hits[0].id == "red.png" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    text = search.search("a red square", k=3)
+    want = uni.encode_query("a red square", task="text-to-image")
+    vec = search.collection.index.vectors([h.id for h in text])  # [3, D]
+    np.testing.assert_allclose(vec @ want, [h.score for h in text], atol=1e-5)
+    plain = uni.encode_query("a red square")  # no task: a different vector, so the instruction was used
+    assert not np.allclose(vec @ plain, [h.score for h in text], atol=1e-3)

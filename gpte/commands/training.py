@@ -20,11 +20,14 @@ logger = logging.getLogger("gpte.cli")
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gpte.multimodal.recipe import is_image_text_recipe
+    from gpte.multimodal.universal_recipe import is_universal_recipe
     from gpte.shared.recipe import load_recipe
     from gpte.shared.trainer import Trainer
 
     if is_image_text_recipe(args.recipe):
         return _train_image_text(args)
+    if is_universal_recipe(args.recipe):
+        return _train_universal(args)
     config = load_recipe(args.recipe)
     if args.output_dir:
         config.output_dir = args.output_dir
@@ -51,6 +54,22 @@ def _train_image_text(args: argparse.Namespace) -> int:
         raise SystemExit("--max-steps applies to text recipes; set [train] epochs in an image-text recipe")
     results = run_image_text_recipe(recipe)
     print(dumps(results))
+    print(f"model saved to {results['model']}")
+    return 0
+
+
+def _train_universal(args: argparse.Namespace) -> int:
+    from gpte.multimodal.universal_recipe import load_universal_recipe, run_universal_recipe
+
+    recipe = load_universal_recipe(args.recipe)
+    if args.output_dir:
+        recipe.output_dir = args.output_dir
+    if args.device:
+        recipe.device = args.device
+    if args.max_steps is not None:
+        recipe.train.max_steps = args.max_steps
+    results = run_universal_recipe(recipe)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("recipe", "log")}, indent=2))
     print(f"model saved to {results['model']}")
     return 0
 

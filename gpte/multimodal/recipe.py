@@ -49,7 +49,7 @@ from gpte.shared.fsio import atomic_write_json
 from gpte.shared.recipe import build_section
 
 __all__ = ["ImageTextRecipe", "Prepared", "load_image_text_recipe", "is_image_text_recipe", "prepare",
-           "train_and_evaluate", "run_image_text_recipe"]
+           "train_and_evaluate", "run_image_text_recipe", "evaluate_dual", "loadable_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def load_image_text_recipe(path: str | os.PathLike[str]) -> ImageTextRecipe:
     return recipe
 
 
-def _loadable(pairs: list[Any], cache: Path) -> tuple[list[Any], dict[str, str]]:
+def loadable_pairs(pairs: list[Any], cache: Path) -> tuple[list[Any], dict[str, str]]:
     """Pairs whose image loads, and path → reason for the others; the verdicts are cached by (path, size, mtime)."""
     from gpte.unimodal.image_io import ImageInputError, load_image
 
@@ -145,7 +145,7 @@ def _features(model: DualTower, pairs: list[Any], cache: Path) -> tuple[torch.Te
     return images, texts
 
 
-def _evaluate(model: DualTower, feats: tuple[torch.Tensor, torch.Tensor], pairs: list[Any]) -> dict[str, Any]:
+def evaluate_dual(model: DualTower, feats: tuple[torch.Tensor, torch.Tensor], pairs: list[Any]) -> dict[str, Any]:
     from gpte.data.image_text import EMOJI_CATEGORIES
 
     img, txt = embed_features(model, feats)
@@ -182,7 +182,7 @@ def prepare(recipe: ImageTextRecipe) -> Prepared:
     out.mkdir(parents=True, exist_ok=True)
     if recipe.install_data:
         install_data(recipe.sources)
-    pairs, bad = _loadable(image_caption_pairs(tuple(recipe.sources)), out)
+    pairs, bad = loadable_pairs(image_caption_pairs(tuple(recipe.sources)), out)
     if bad:
         logger.warning("%d images do not load and are left out, e.g. %s", len(bad), next(iter(bad.items())))
     split = split_by_caption(pairs, test_fraction=recipe.test_fraction)
@@ -203,7 +203,7 @@ def train_and_evaluate(recipe: ImageTextRecipe, data: Prepared, loss: str | None
     torch.manual_seed(recipe.train.seed)
     model = DualTower(data.towers[0], data.towers[1], config).lock(image=True, text=True)
     log = fit(model, dataclasses.replace(train_config or recipe.train, loss=loss), features=data.train_features)
-    metrics = _evaluate(model, data.test_features, data.test)
+    metrics = evaluate_dual(model, data.test_features, data.test)
     return model, {"metrics": metrics, "train_seconds": log["seconds"], "steps": log["steps"],
                    "final_loss": log["log"][-1]["loss"] if log["log"] else None}
 

@@ -297,7 +297,7 @@ class ImageSearch:
         text)`` pair. ``filter``: a metadata filter as for :meth:`gpte.index.VectorIndex.search`."""
         if len(self.collection) == 0:
             return []
-        vec = np.atleast_2d(self.model.encode_query(query))
+        vec = np.atleast_2d(self.model.encode_query(query, **_query_task(self.model, query)))
         hits = self.collection.index.search(vec, k=2 * k, filter=filter)[0]  # room for collapsed duplicates
         out: list[ImageHit] = []
         by_hash: dict[str, ImageHit] = {}
@@ -321,3 +321,16 @@ class ImageSearch:
     def stats(self) -> dict[str, Any]:
         return {"folder": str(self.folder) if self.folder else None, "images": len(self.collection),
                 "files": len(self._files), "index": str(self.dir)}
+
+
+def _query_task(model: Any, query: Any) -> dict[str, str]:
+    """The instruction of a query for models that take one (universal embedders): a text asks for an image
+    (``text-to-image``), an (image, text) pair for a changed image (``composed-image``); an image alone takes no task
+    (the candidate prompt on both sides: image-to-image similarity). Other models get nothing."""
+    if getattr(model, "instructions", None) is None:
+        return {}
+    if isinstance(query, str):
+        return {"task": "text-to-image"}
+    if isinstance(query, tuple):
+        return {"task": "composed-image"}
+    return {}

@@ -1,15 +1,21 @@
-"""Universal embedder over a decoder vision-language model (VLM2Vec, Jiang et al. 2024).
+"""Universal embedder over a vision-language model (VLM2Vec, Jiang et al. 2024).
 
 Every input (a text, an image, or an ``(image, text)`` pair) becomes one prompt: the image placeholder of the backbone
 family (:mod:`gpte.multimodal.vlm_adapters`) followed by the instruction text from
 :meth:`gpte.multimodal.instructions.InstructionSet.prompt` — the task's query template on the query side, the
 candidate prompt of the input's modality on the candidate side (and on both sides when no task is given). The model
-reads the prompt and the image jointly; the embedding is the last layer's hidden state at the last real token,
+reads the prompt and the image jointly; the embedding pools the last layer with the adapter's pooling mode. For
+decoder VLMs that is the hidden state at the last real token,
 
     e = normalise(h^{(L)}_{t*}),   t* = max{t : mask_t = 1},
 
 computed with :func:`gpte.shared.pooling.pool` (``mode="last"``), which finds ``t*`` from the attention mask, so the
-left padding used here (decoders read the batch right-aligned) is handled.
+left padding used for decoders (they read the batch right-aligned) is handled; the composed encoder backbone
+(:mod:`gpte.multimodal.composed`) uses mean pooling over the mask and right padding.
+
+Training: :meth:`UniversalEmbedder.embed_items` embeds loaded items with gradients; a step is any shared-core loss on
+query and candidate embeddings, through :func:`gpte.shared.gradcache.cached_step` for batches larger than memory
+(:mod:`gpte.multimodal.universal_train`).
 
 Persistence: :meth:`UniversalEmbedder.save` writes ``gpte-universal.json`` (adapter, instruction set, settings), the
 model (safetensors, LoRA merged) and the processor; :meth:`UniversalEmbedder.load` reads them back;
@@ -19,7 +25,6 @@ model (safetensors, LoRA merged) and the processor; :meth:`UniversalEmbedder.loa
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -56,7 +61,7 @@ class UniversalEmbedder(ImageTextEmbedder):
     """Texts, images and image+text inputs through one decoder VLM; see the module docstring.
 
     ``adapter``: a registered adapter name or instance; ``None`` picks one by ``model.config.model_type``.
-    The processor's tokenizer is switched to left padding.
+    The processor's tokenizer is switched to the adapter's padding side (left for decoders).
     """
 
     text_batch_size = 32
@@ -81,7 +86,7 @@ class UniversalEmbedder(ImageTextEmbedder):
         self.instructions = instructions or InstructionSet()
         self.name = name or getattr(config, "_name_or_path", "") or type(model).__name__
         self.source = source
-        processor.tokenizer.padding_side = "left"  # decoders: the last real token sits at position L-1
+        processor.tokenizer.padding_side = adapter.padding_side  # decoders: left, so the last token sits at L-1
 
     # ------------------------------------------------------------------ ImageTextEmbedder
     @property
@@ -110,7 +115,7 @@ class UniversalEmbedder(ImageTextEmbedder):
         h.update(json.dumps(self.instructions.to_dict(), sort_keys=True).encode())
         for key, tensor in sorted(self.model.state_dict().items()):
             h.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return {"name": self.name, "source": self.source, "modality": "multimodal", "dim": self.embed_dim,
                 "fingerprint": h.hexdigest(), "adapter": self.adapter.name}
 
@@ -125,6 +130,14 @@ class UniversalEmbedder(ImageTextEmbedder):
         """Embed candidates with the candidate prompt; ``task`` only checks that they carry the modality it needs."""
         return self._encode(inputs, "candidate", task, normalize, output, batch_size)
 
+    def embed_items(self, items: list[Any], side: Side = "candidate", task: str | None = None) -> Tensor:
+        """``[n, D]`` pooled, unnormalised embeddings of already-loaded items (str, PIL image, ``(image, str)``; a
+        backbone that accepts them, such as the composed one, also takes precomputed image-feature tensors in place
+        of images), with gradients when enabled: the training entry point, and the encoder of a
+        :class:`gpte.shared.gradcache.Tower` for gradient-cached steps."""
+        prompts, images = self._prompts(items, side, task)
+        return self._embed(prompts, images)
+
     def build_inputs(self, inputs: list[Any], side: Side = "candidate", task: str | None = None) -> dict[str, Any]:
         """The processor output for already-loaded inputs (str, PIL image or (PIL image, str)); for inspection."""
         prompts, images = self._prompts(inputs, side, task)
@@ -133,15 +146,12 @@ class UniversalEmbedder(ImageTextEmbedder):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write manifest, model (safetensors; a LoRA adapter is merged in) and processor to ``path`` atomically."""
-        from gpte.shared.adapters import has_adapter, merged_copy
+        from gpte.shared.adapters import has_adapter
         from gpte.shared.fsio import atomic_directory
 
-        model = merged_copy(self.model) if has_adapter(self.model) else self.model
+        model = self.model.get_base_model() if has_adapter(self.model) else self.model
         with atomic_directory(path) as tmp:
-            kwargs = {"safe_serialization": True} if "safe_serialization" in \
-                inspect.signature(model.save_pretrained).parameters else {}  # transformers 5 always writes it
-            model.save_pretrained(tmp, **kwargs)
-            self.processor.save_pretrained(tmp)
+            self.adapter.save_backbone(self.model, self.processor, tmp)
             manifest = {"format": FORMAT_VERSION, "adapter": self.adapter.name, "model_class": type(model).__name__,
                         "instructions": self.instructions.to_dict(),
                         "settings": {"name": self.name, "source": self.source}}
@@ -162,7 +172,7 @@ class UniversalEmbedder(ImageTextEmbedder):
             raise ValueError(f"{manifest_path}: unsupported format {manifest.get('format')!r} "
                              f"(this gpte reads {FORMAT_VERSION})")
         adapter = get_vlm_adapter(manifest["adapter"])
-        model, processor = _load_backbone(path, adapter, manifest.get("model_class"))
+        model, processor = adapter.load_backbone(path, manifest.get("model_class"))
         if device is not None:
             model = model.to(device)
         settings = manifest.get("settings", {})
@@ -183,7 +193,7 @@ class UniversalEmbedder(ImageTextEmbedder):
 
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         resolved = get_vlm_adapter(adapter) if adapter else adapter_for_model_type(config.model_type)
-        model, processor = _load_backbone(path, resolved, None)
+        model, processor = resolved.load_backbone(path, None)
         return cls(model, processor, instructions, resolved, source=str(path))
 
     # ------------------------------------------------------------------ internals
@@ -211,7 +221,7 @@ class UniversalEmbedder(ImageTextEmbedder):
         device = self.device
         batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         out = self.model(**batch, **self.adapter.forward_kwargs, output_hidden_states=True, return_dict=True)
-        return pool(out.hidden_states[-1], batch["attention_mask"], "last")
+        return pool(out.hidden_states[-1], batch["attention_mask"], self.adapter.pooling)  # [n, D]
 
     @torch.inference_mode()
     def _encode(self, inputs: Any, side: Side, task: str | None, normalize: bool, output: Output,
@@ -264,21 +274,3 @@ def _canonical_config(config: Any) -> str:
         return obj
 
     return json.dumps(strip(config.to_dict()), sort_keys=True, default=str)
-
-
-def _load_backbone(path: Path, adapter: VLMAdapter, model_class: str | None) -> tuple[nn.Module, Any]:
-    """Model and processor from a local folder; the class is the recorded one, else the adapter's."""
-    import transformers
-
-    cls_name = model_class or adapter.model_class
-    model_cls = getattr(transformers, cls_name, None)
-    if model_cls is None or not issubclass(model_cls, transformers.PreTrainedModel):
-        raise VLMAdapterError(f"transformers {transformers.__version__} has no model class {cls_name!r} "
-                              f"(adapter {adapter.name!r}); upgrade transformers")
-    model = model_cls.from_pretrained(path, local_files_only=True).eval()
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise VLMAdapterError(f"{path} has no usable processor files ({exc}); save the processor beside the model "
-                              "with processor.save_pretrained(<folder>)") from exc
-    return model, processor

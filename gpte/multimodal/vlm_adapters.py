@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from gpte.shared.errors import GpteError
 
 __all__ = ["VLMAdapter", "VLMAdapterError", "register_vlm_adapter", "get_vlm_adapter", "adapter_for_model_type",
-           "registered_vlm_adapters", "Qwen2VLAdapter", "Idefics3Adapter"]
+           "registered_vlm_adapters", "Qwen2VLAdapter", "Idefics3Adapter", "ComposedAdapter"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,38 @@ class VLMAdapter:
     # extra forward arguments: logits for the last position only (the LM head is unused; a vocabulary-sized
     # projection of every position would dominate the cost)
     forward_kwargs: ClassVar[dict[str, Any]] = {"logits_to_keep": 1}
+    pooling: ClassVar[str] = "last"  # gpte.shared.pooling mode over the last layer (decoders: the last real token)
+    padding_side: ClassVar[str] = "left"  # decoders read the batch right-aligned
+
+    def save_backbone(self, model: Any, processor: Any, folder: Path) -> None:
+        """Write model and processor into ``folder`` (transformers files; a LoRA adapter is merged into a copy)."""
+        import inspect
+
+        from gpte.shared.adapters import has_adapter, merged_copy
+
+        model = merged_copy(model) if has_adapter(model) else model
+        kwargs = {"safe_serialization": True} if "safe_serialization" in \
+            inspect.signature(model.save_pretrained).parameters else {}  # transformers 5 always writes safetensors
+        model.save_pretrained(folder, **kwargs)
+        processor.save_pretrained(folder)
+
+    def load_backbone(self, folder: Path, model_class: str | None) -> tuple[Any, Any]:
+        """Model (eval mode) and processor from a local transformers folder; the class is the recorded one, else
+        :attr:`model_class`."""
+        import transformers
+
+        cls_name = model_class or self.model_class
+        model_cls = getattr(transformers, cls_name, None)
+        if model_cls is None or not issubclass(model_cls, transformers.PreTrainedModel):
+            raise VLMAdapterError(f"transformers {transformers.__version__} has no model class {cls_name!r} "
+                                  f"(adapter {self.name!r}); upgrade transformers")
+        model = model_cls.from_pretrained(folder, local_files_only=True).eval()
+        try:
+            processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise VLMAdapterError(f"{folder} has no usable processor files ({exc}); save the processor beside the "
+                                  "model with processor.save_pretrained(<folder>)") from exc
+        return model, processor
 
     def image_token(self, processor: Any) -> str:
         """The text that stands for one image in a prompt (the processor expands it)."""
@@ -141,3 +174,31 @@ class Idefics3Adapter(VLMAdapter):
         images = [list(imgs) for imgs in images_per_item] if _images_or_none(images_per_item) else None
         batch = processor(text=texts, images=images, padding="longest", return_tensors="pt")
         return self._finish(batch)
+
+
+@register_vlm_adapter("composed")
+class ComposedAdapter(VLMAdapter):
+    """gpte's composed backbone (:class:`gpte.multimodal.composed.ComposedVLM`): an image encoder's features as
+    visual tokens in a bidirectional text encoder. Its processor repeats the placeholder once per visual token and
+    takes one flat image list (PIL images, or precomputed feature tensors); mean pooling, right padding."""
+
+    model_types = ("gpte_composed",)
+    model_class = "ComposedVLM"
+    forward_kwargs: ClassVar[dict[str, Any]] = {}
+    pooling: ClassVar[str] = "mean"  # the text encoder was trained with mean pooling
+    padding_side: ClassVar[str] = "right"  # absolute positions: keep the text where the encoder expects it
+
+    def image_token(self, processor: Any) -> str:
+        return processor.image_token
+
+    def build_inputs(self, processor: Any, texts: list[str], images_per_item: list[list[Any]]) -> dict[str, Any]:
+        return dict(processor(text=texts, images=[img for imgs in images_per_item for img in imgs]))
+
+    def save_backbone(self, model: Any, processor: Any, folder: Path) -> None:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    def load_backbone(self, folder: Path, model_class: str | None) -> tuple[Any, Any]:
+        from gpte.multimodal.composed import ComposedVLM
+
+        return ComposedVLM.from_pretrained(folder)

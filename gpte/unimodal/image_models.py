@@ -153,3 +153,21 @@ def efficientnet_lite0(device: Any = None, **options: Any) -> ImageEncoder:
     return ImageEncoder.from_timm(EFFICIENTNET_LITE0_ARCH, state_dict=map_efficientnet_lite0_state_dict(state),
                                   preprocess=preprocess, device=device, dtype=dtype,
                                   pretrained_classifier=pretrained_classifier, name="efficientnet-lite0")
+
+
+@register_model(
+    "test-image", modality="image", test=True,
+    description="tiny random image encoder (timm test_efficientnet, 64 px), for tests",
+    source="built in-process from a seeded random initialisation",
+)
+def test_image(seed: int = 0, device: Any = None, **options: Any) -> ImageEncoder:
+    import torch
+
+    from gpte.unimodal.image import ImageEncoder, ImagePreprocess
+
+    if options:
+        raise TypeError(f"test-image got unknown option(s) {', '.join(sorted(options))}; known: seed, device")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ImageEncoder.from_timm("test_efficientnet", preprocess=ImagePreprocess(size=64, resize=None),
+                                      device=device or "cpu", name="test-image", pretrained_classifier=False)
