@@ -1,6 +1,7 @@
 """The IDE backend's service (what ``gpte ide serve`` and ``gpte ide http`` answer from) on the standard library.
 
     python benchmarks/ide_server.py [--files 1000] [--model code-minilm] [--queries 100] [--json]
+    python benchmarks/ide_server.py --files 1000 --grow-to 50000     # both sizes in one run (~1 h on 2 CPUs)
     python benchmarks/ide_server.py --chunks 50000 --workspace /tmp/gpte-50k   # build once (~35 min on 2 CPUs)...
     python benchmarks/ide_server.py --chunks 50000 --workspace /tmp/gpte-50k   # ...then reuse its saved index
 
@@ -104,6 +105,29 @@ def measure_queries(service: Any, rels: set[str] | None, n: int) -> dict[str, An
     return {"query_p50_ms": p50, "query_p95_ms": p95, "queries": len(lat)}
 
 
+def grow(service: Any, work: Path, present: set[str], chunks: int, queries: int) -> dict[str, Any]:
+    """Add the rest of the standard library (then copies of it, ``copyNN/``) to the served workspace, as files
+    appearing while the server runs, until the index holds ``chunks`` chunks; then time an update and queries."""
+    src, files = stdlib_files()
+    t0 = time.perf_counter()
+    added = copy_files(src, [f for f in files if f.relative_to(src).as_posix() not in present], work)
+    service.notify_changed(added)
+    service.wait_idle()
+    copy = 0
+    while service.status()["chunks"] < chunks:
+        added = [f"copy{copy:02d}/{rel}" for rel in copy_files(src, files, work / f"copy{copy:02d}")]
+        service.notify_changed(added)
+        service.wait_idle()
+        copy += 1
+    grow_s = time.perf_counter() - t0
+    status = service.status()
+    out: dict[str, Any] = {"grow_s": round(grow_s, 1), "indexed_files": status["files"], "chunks": status["chunks"]}
+    listed = sorted(service.code_search.indexed_files())
+    out.update(measure_update(service, work / listed[len(listed) // 3]))
+    out.update(measure_queries(service, None, queries))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="code-minilm")
@@ -111,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunks", type=int, default=None, help="measure at this many chunks instead (e.g. 50000)")
     ap.add_argument("--workspace", default=None, help="--chunks: build the workspace here / reuse it and its index")
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--grow-to", type=int, default=None,
+                    help="after the first-index run, add the rest of the standard library to the served workspace "
+                         "until the index holds this many chunks (e.g. 50000), then time update and queries again")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -151,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         listed = sorted(p for p in (rels or {h for h in service.code_search.indexed_files()}) if p.endswith(".py"))
         result.update(measure_update(service, work / listed[len(listed) // 2]))
         result.update(measure_queries(service, None if args.chunks else rels, args.queries))
+        print(json.dumps(result), file=sys.stderr, flush=True)
+        if args.grow_to and args.chunks is None:
+            result["grown"] = grow(service, work, rels or set(), args.grow_to, args.queries)
         service.close()
     finally:
         if temp is not None:

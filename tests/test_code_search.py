@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 import gpte
@@ -86,6 +87,22 @@ def test_incremental_update_touches_only_the_changed_file(workspace, test_bert):
     assert not any(h.path == "native/hash.c" for h in cs.search("hash", k=50))
     with pytest.raises(ValueError, match="outside the workspace"):
         cs.update(["../elsewhere.py"])
+
+
+def test_an_edit_embeds_only_the_changed_definitions(workspace, test_bert, tmp_path):
+    cs = CodeSearch(workspace, model=test_bert)
+    first = cs.index()
+    assert first.chunks_embedded == first.chunks_added
+    source = FILES["pkg/config.py"].replace('return self._data.get(key)', 'return self._data.get(key, None)')
+    (workspace / "pkg" / "config.py").write_text(source, encoding="utf-8")
+    report = cs.update(["pkg/config.py"])
+    assert report.files_indexed == 1 and report.chunks_embedded == 1  # only Cache.get changed
+    # the kept vectors are exactly those of a fresh index of the edited workspace
+    fresh = CodeSearch(workspace, model=test_bert, index_dir=tmp_path / "fresh")
+    fresh.index()
+    ids = sorted(cs.collection.index.ids())
+    assert ids == sorted(fresh.collection.index.ids())
+    np.testing.assert_allclose(cs.collection.index.vectors(ids), fresh.collection.index.vectors(ids), atol=1e-6)
 
 
 def test_git_ignored_files_are_skipped(workspace, test_bert):

@@ -422,3 +422,19 @@ def test_exact_gpu_matches_cpu(data) -> None:
         idx.add(ids_for(len(x)), x, meta_for(len(x)))
     a, b = cpu.search(q, 10, filter={"lang": "go"}), gpu.search(q, 10, filter={"lang": "go"})
     assert [[h.id for h in r] for r in a] == [[h.id for h in r] for r in b]
+
+
+def test_stored_vectors_come_back_for_lossless_precisions() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, DIM)).astype(np.float32)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for precision, atol in (("float32", 1e-7), ("float16", 1e-3)):
+        idx = create_index(DIM, backend="exact", precision=precision)
+        idx.add(list("abcdef"), x)
+        np.testing.assert_allclose(idx.vectors(["d", "a"]), unit[[3, 0]], atol=atol)
+        with pytest.raises(IndexInputError, match="unknown id 'z'"):
+            idx.vectors(["z"])
+    quantised = create_index(DIM, backend="exact", precision="int8")
+    quantised.train(x)
+    quantised.add(list("abcdef"), x)
+    assert quantised.vectors(["a"]) is None

@@ -9,7 +9,8 @@
 The index lives in ``<root>/.gpte/code-index/`` (add ``.gpte/`` to your .gitignore): the vector index (one item per
 chunk, its metadata holding path, symbol, kind, lines and language), with the file table (content hash and chunk ids
 of every indexed file) saved in the same index version, so the two always commit together. ``update`` re-chunks and re-embeds only files whose content hash changed, and removes the
-chunks of deleted files. Files are listed with ``git ls-files`` in a git work tree (so .gitignore is respected) and by
+chunks of deleted files; a changed file's chunks whose id and text are unchanged keep their stored vectors (only
+the edited definitions are embedded again). Files are listed with ``git ls-files`` in a git work tree (so .gitignore is respected) and by
 a walk that skips hidden folders and common build folders otherwise; binary, oversized and unreadable files and
 unknown languages are skipped and reported with their path and reason.
 
@@ -69,6 +70,7 @@ class IndexReport:
     files_removed: int = 0
     chunks_added: int = 0
     chunks_removed: int = 0
+    chunks_embedded: int = 0  # chunks run through the model (the others kept their stored vector: same id and text)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> reason
     seconds: float = 0.0
 
@@ -260,28 +262,52 @@ class CodeSearch:
     def _embed_group(self, group: list[tuple[str, str, list[Any]]], report: IndexReport) -> None:
         """Replace the chunks of every file in ``group`` with freshly embedded ones: embed outside the lock, then
         swap old chunks out and new ones in under it."""
+        import numpy as np
+
         coll = self.collection
         chunks = [c for _, _, cs in group for c in cs]
         vectors = None
         if chunks:
-            encode = getattr(coll.model, "encode_chunks", None)
-            if encode is not None:
-                vectors = encode(chunks, show_progress=False)
-            else:
-                vectors = coll.model.encode_document([_render(c) for c in chunks], show_progress=False)
+            kept = self._stored_vectors(chunks)
+            fresh = [c for c in chunks if c.id not in kept]
+            embedded = None
+            if fresh:
+                encode = getattr(coll.model, "encode_chunks", None)
+                if encode is not None:
+                    embedded = np.asarray(encode(fresh, show_progress=False), dtype=np.float32)
+                else:
+                    embedded = np.asarray(coll.model.encode_document([_render(c) for c in fresh], show_progress=False),
+                                          dtype=np.float32)
+            row = {c.id: i for i, c in enumerate(fresh)}
+            vectors = np.stack([kept[c.id] if c.id in kept else embedded[row[c.id]] for c in chunks])  # [n, D]
+            report.chunks_embedded += len(fresh)
         with self.lock:
             for rel, _, _ in group:
                 report.chunks_removed += self._drop(rel, keep_state=True)
             if chunks:
                 meta = [{"path": c.path, "symbol": c.symbol, "qualname": c.qualname, "kind": c.kind,
                          "language": c.language, "start_line": c.start_line, "end_line": c.end_line,
-                         "snippet": _snippet(c)} for c in chunks]
+                         "snippet": _snippet(c), "content_hash": c.content_hash} for c in chunks]
                 coll.index.upsert([c.id for c in chunks], vectors, meta)
             for rel, digest, cs in group:
                 self._files[rel] = {"sha256": digest, "language": cs[0].language if cs else None,
                                     "chunks": [c.id for c in cs]}
                 report.files_indexed += 1
         report.chunks_added += len(chunks)
+
+    def _stored_vectors(self, chunks: list[Any]) -> dict[str, Any]:
+        """Stored vectors of the chunks already indexed with the same id and text (an edit elsewhere in their file
+        leaves them as they were), when the index stores vectors losslessly; chunk id → vector."""
+        index = self.collection.index
+        if index.precision not in ("float32", "float16"):
+            return {}
+        with self.lock:
+            same = [c.id for c in chunks
+                    if c.id in index and (index.get(c.id) or {}).get("content_hash") == c.content_hash]
+            if not same:
+                return {}
+            vectors = index.vectors(same)  # [m, D]
+        return {cid: vectors[i] for i, cid in enumerate(same)} if vectors is not None else {}
 
     def _drop(self, rel: str, keep_state: bool = False) -> int:
         old = self._files.get(rel, {}).get("chunks", [])

@@ -189,6 +189,22 @@ class VectorIndex(ABC):
         meta = self._meta[row]
         return json.loads(json.dumps(meta)) if meta is not None else None
 
+    def vectors(self, ids: Sequence[ItemId]) -> np.ndarray | None:
+        """The stored vectors of ``ids`` as float32 ``(n, dim)`` (normalised under the cosine metric), or None when
+        this backend or precision cannot give them back exactly (int8 and binary codes, faiss structures); raises
+        :class:`IndexInputError` for an unknown id."""
+        rows = []
+        for item_id in ids:
+            row = self._row_of.get(item_id)
+            if row is None:
+                raise IndexInputError(f"unknown id {item_id!r}: not in the index")
+            rows.append(row)
+        return self._vectors_of_rows(np.asarray(rows, dtype=np.int64))
+
+    def _vectors_of_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Backend hook for :meth:`vectors`: float32 ``(len(rows), dim)``, or None if not recoverable exactly."""
+        return None
+
     # ----------------------------------------------------------------- validation
     def _check_writable(self) -> None:
         if self.read_only:

@@ -113,6 +113,11 @@ class ExactIndex(VectorIndex):
     def _packed_codes(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.data[rows])
 
+    def _vectors_of_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        if self.precision not in ("float32", "float16"):
+            return None  # quantised codes do not give the vectors back
+        return np.asarray(self.data[rows], dtype=np.float32)  # (n, d); float16 → float32 is exact
+
     def _decode(self, codes: np.ndarray) -> np.ndarray:
         if self.precision == "int8":
             return dequantize_embeddings(codes, "int8", ranges=self._ranges)
