@@ -216,3 +216,16 @@ def test_shipped_recipe_parses():
     recipe = load_universal_recipe("recipes/universal-lite0-minilm.toml")
     assert recipe.model.text_model == "minilm" and recipe.model.image_model == "efficientnet-lite0"
     assert recipe.compare_with == "lit-lite0-minilm" and recipe.model.storage_dtype == "float16"
+
+
+def test_universal_recipe_keys_are_checked(tmp_path):
+    from gpte.shared.recipe import RecipeError, recipe_kind
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "universal"\n[model]\ntext_model = "test-bert"\nvisual_tokens = 9\n')
+    assert recipe_kind(bad) == "universal" and recipe_kind(tmp_path / "missing.toml") is None
+    with pytest.raises(RecipeError, match=r"unknown key 'visual_tokens' in \[model\]"):
+        load_universal_recipe(bad)
+    bad.write_text('kind = "universal"\n[train]\nbatch_size = 1\n')
+    with pytest.raises(RecipeError, match=r"\[train\]: batch_size must be >= 2"):
+        load_universal_recipe(bad)

@@ -19,15 +19,12 @@ logger = logging.getLogger("gpte.cli")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gpte.multimodal.recipe import is_image_text_recipe
-    from gpte.multimodal.universal_recipe import is_universal_recipe
-    from gpte.shared.recipe import load_recipe
+    from gpte.shared.recipe import load_recipe, recipe_kind
     from gpte.shared.trainer import Trainer
 
-    if is_image_text_recipe(args.recipe):
-        return _train_image_text(args)
-    if is_universal_recipe(args.recipe):
-        return _train_universal(args)
+    kind = recipe_kind(args.recipe)
+    if kind in ("image-text", "universal"):
+        return _train_multimodal(args, kind)
     config = load_recipe(args.recipe)
     if args.output_dir:
         config.output_dir = args.output_dir
@@ -42,33 +39,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_image_text(args: argparse.Namespace) -> int:
-    from gpte.multimodal.recipe import dumps, load_image_text_recipe, run_image_text_recipe
+def _train_multimodal(args: argparse.Namespace, kind: str) -> int:
+    """Image–text (dual tower) and universal-embedder recipes: load, apply the command-line overrides, run."""
+    if kind == "image-text":
+        from gpte.multimodal.recipe import load_image_text_recipe as load
+        from gpte.multimodal.recipe import run_image_text_recipe as run
 
-    recipe = load_image_text_recipe(args.recipe)
-    if args.output_dir:
-        recipe.output_dir = args.output_dir
-    if args.device:
-        recipe.device = args.device
-    if args.max_steps is not None:
-        raise SystemExit("--max-steps applies to text recipes; set [train] epochs in an image-text recipe")
-    results = run_image_text_recipe(recipe)
-    print(dumps(results))
-    print(f"model saved to {results['model']}")
-    return 0
-
-
-def _train_universal(args: argparse.Namespace) -> int:
-    from gpte.multimodal.universal_recipe import load_universal_recipe, run_universal_recipe
-
-    recipe = load_universal_recipe(args.recipe)
+        if args.max_steps is not None:
+            raise SystemExit("--max-steps applies to text and universal recipes; set [train] epochs in an image-text "
+                             "recipe")
+    else:
+        from gpte.multimodal.universal_recipe import load_universal_recipe as load
+        from gpte.multimodal.universal_recipe import run_universal_recipe as run
+    recipe = load(args.recipe)
     if args.output_dir:
         recipe.output_dir = args.output_dir
     if args.device:
         recipe.device = args.device
     if args.max_steps is not None:
         recipe.train.max_steps = args.max_steps
-    results = run_universal_recipe(recipe)
+    results = run(recipe)
     print(json.dumps({k: v for k, v in results.items() if k not in ("recipe", "log")}, indent=2))
     print(f"model saved to {results['model']}")
     return 0

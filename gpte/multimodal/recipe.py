@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from gpte.multimodal.train import (
     zero_shot_accuracy,
 )
 from gpte.shared.fsio import atomic_write_json
-from gpte.shared.recipe import build_section
+from gpte.shared.recipe import load_tables, recipe_kind
 
 __all__ = ["ImageTextRecipe", "Prepared", "load_image_text_recipe", "is_image_text_recipe", "prepare",
            "train_and_evaluate", "run_image_text_recipe", "evaluate_dual", "loadable_pairs"]
@@ -72,21 +71,11 @@ class ImageTextRecipe:
 
 
 def is_image_text_recipe(path: str | os.PathLike[str]) -> bool:
-    path = Path(path)
-    if path.suffix != ".toml" or not path.is_file():
-        return False
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get("kind") == "image-text"
-    except tomllib.TOMLDecodeError:
-        return False
+    return recipe_kind(path) == "image-text"
 
 
 def load_image_text_recipe(path: str | os.PathLike[str]) -> ImageTextRecipe:
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    model = build_section(DualConfig, data.pop("model", {}), "[model]")
-    train = build_section(DualTrainConfig, data.pop("train", {}), "[train]")
-    recipe = build_section(ImageTextRecipe, data, "the recipe's top level")
-    recipe.model, recipe.train = model, train
+    recipe = load_tables(path, ImageTextRecipe, {"model": DualConfig, "train": DualTrainConfig})
     if recipe.model.loss != recipe.train.loss:
         recipe.model.loss = recipe.train.loss  # the scale's initialisation follows the loss
     return recipe
@@ -228,7 +217,3 @@ def run_image_text_recipe(recipe: ImageTextRecipe) -> dict[str, Any]:
     results["recipe"] = dataclasses.asdict(recipe)
     atomic_write_json(out / "metrics.json", results)
     return results
-
-
-def dumps(results: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in results.items() if k != "recipe"}, indent=2)

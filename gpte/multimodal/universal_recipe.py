@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import torch
 from gpte.multimodal.composed import ComposedConfig, ComposedVLM
 from gpte.multimodal.universal_train import UniversalTrainConfig
 from gpte.shared.fsio import atomic_write_json
-from gpte.shared.recipe import build_section
+from gpte.shared.recipe import load_tables, recipe_kind
 
 __all__ = ["UniversalRecipe", "load_universal_recipe", "is_universal_recipe", "run_universal_recipe",
            "visual_features"]
@@ -61,22 +60,11 @@ class UniversalRecipe:
 
 
 def is_universal_recipe(path: str | os.PathLike[str]) -> bool:
-    path = Path(path)
-    if path.suffix != ".toml" or not path.is_file():
-        return False
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")).get("kind") == "universal"
-    except tomllib.TOMLDecodeError:
-        return False
+    return recipe_kind(path) == "universal"
 
 
 def load_universal_recipe(path: str | os.PathLike[str]) -> UniversalRecipe:
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    model = build_section(ComposedConfig, data.pop("model", {}), "[model]")
-    train = build_section(UniversalTrainConfig, data.pop("train", {}), "[train]")
-    recipe = build_section(UniversalRecipe, data, "the recipe's top level")
-    recipe.model, recipe.train = model, train
-    return recipe
+    return load_tables(path, UniversalRecipe, {"model": ComposedConfig, "train": UniversalTrainConfig})
 
 
 def visual_features(model: ComposedVLM, images: list[str], cache: Path, batch_size: int = 32) -> torch.Tensor:

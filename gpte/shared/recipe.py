@@ -42,7 +42,8 @@ from typing import Any, Literal
 from gpte.shared.adapters import LoraSpec
 from gpte.shared.data import DatasetSpec
 
-__all__ = ["RecipeError", "build_section", "LossSpec", "MiningSpec", "EvalSpec", "TrainConfig", "load_recipe"]
+__all__ = ["RecipeError", "build_section", "LossSpec", "MiningSpec", "EvalSpec", "TrainConfig", "load_recipe",
+           "recipe_kind", "load_tables"]
 
 
 class RecipeError(ValueError):
@@ -149,6 +150,30 @@ def build_section(cls: type, data: Any, where: str) -> Any:
         raise
     except (TypeError, ValueError) as exc:  # a missing key, or a value the dataclass refuses
         raise RecipeError(f"{where}: {exc}") from None
+
+
+def recipe_kind(path: str | os.PathLike[str]) -> str | None:
+    """The ``kind`` key of a TOML recipe (``"image-text"``, ``"universal"``; None for text recipes, which have
+    none, and for anything that is not a readable TOML file)."""
+    path = Path(path)
+    if path.suffix != ".toml" or not path.is_file():
+        return None
+    try:
+        kind = tomllib.loads(path.read_text(encoding="utf-8")).get("kind")
+    except tomllib.TOMLDecodeError:
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def load_tables(path: str | os.PathLike[str], cls: type, tables: dict[str, type]) -> Any:
+    """A recipe whose top level is the dataclass ``cls`` and whose ``[name]`` tables are the dataclasses in
+    ``tables`` (set as attributes of the same name); every key is checked by :func:`build_section`."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    built = {name: build_section(table, data.pop(name, {}), f"[{name}]") for name, table in tables.items()}
+    recipe = build_section(cls, data, "the recipe's top level")
+    for name, value in built.items():
+        setattr(recipe, name, value)
+    return recipe
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
