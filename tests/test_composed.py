@@ -229,3 +229,17 @@ def test_universal_recipe_keys_are_checked(tmp_path):
     bad.write_text('kind = "universal"\n[train]\nbatch_size = 1\n')
     with pytest.raises(RecipeError, match=r"\[train\]: batch_size must be >= 2"):
         load_universal_recipe(bad)
+
+
+def test_second_stage_starts_from_a_saved_projector(tmp_path):
+    first = _embedder(lora_r=0)
+    with torch.no_grad():
+        first.model.projector[0].weight.mul_(2.0)
+    path = first.save(tmp_path / "stage1")
+    second = _embedder(lora_r=4)
+    second.model.load_projector(path)
+    for a, b in zip(first.model.projector.parameters(), second.model.projector.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    other = _embedder(lora_r=4, grid=1)
+    with pytest.raises(ComposedModelError, match="its grid .* differs"):
+        other.model.load_projector(path)

@@ -256,6 +256,23 @@ class ComposedVLM(nn.Module):
     def projector_dtype(self) -> torch.dtype:
         return next(self.projector.parameters()).dtype
 
+    def load_projector(self, folder: str | os.PathLike[str]) -> None:
+        """Start from the projector of a model saved by :meth:`save_pretrained` on the same bases and sizes (a second
+        training stage, e.g. LoRA after projector-only alignment, LLaVA's two stages)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).is_file():
+            raise ModelNotFoundError(f"{folder} holds no {CONFIG_NAME}: not a saved composed model")
+        saved = ComposedConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text())["config"])
+        for key in ("text_fingerprint", "image_fingerprint", "grid", "projector", "hidden_size", "image_feature_dim"):
+            if getattr(saved, key) != getattr(self.config, key):
+                raise ComposedModelError(f"{folder}: its {key} ({getattr(saved, key)!r}) differs from this model's "
+                                         f"({getattr(self.config, key)!r}); its projector does not fit")
+        state = {k.removeprefix("projector."): v for k, v in load_file(str(folder / WEIGHTS_NAME)).items()
+                 if k.startswith("projector.")}
+        self.projector.load_state_dict(state)  # strict: every projector tensor, cast to this model's dtype
+
     # ------------------------------------------------------------------ persistence
     def _saved_state(self) -> dict[str, Tensor]:
         from gpte.shared.adapters import has_adapter

@@ -52,6 +52,8 @@ class UniversalRecipe:
     install_data: bool = False
     tasks: list[str] = field(default_factory=lambda: ["text-to-image", "image-to-text", "category", "emoji-name"])
     compare_with: str | None = "lit-lite0-minilm"  # dual tower evaluated on the same held-out split
+    init_from: str | None = None  # a saved universal model whose projector starts this run (a second stage)
+    feature_cache: str | None = None  # folder of the cached visual features (default: output_dir); share it
     feature_batch_size: int = 32
     device: str | None = None
     kind: str = "universal"
@@ -122,9 +124,14 @@ def run_universal_recipe(recipe: UniversalRecipe) -> dict[str, Any]:
     logger.info("%d training and %d held-out pairs (%d images left out)", len(train), len(test), len(bad))
     torch.manual_seed(recipe.train.seed)
     model = ComposedVLM.build(dataclasses.replace(recipe.model), device=recipe.device)
+    if recipe.init_from:
+        model.load_projector(recipe.init_from)
+        logger.info("projector initialised from %s", recipe.init_from)
     embedder = UniversalEmbedder(model, model.processor, name=model.config.name)
-    train_feats = visual_features(model, [p.image for p in train], out, recipe.feature_batch_size)
-    test_feats = visual_features(model, [p.image for p in test], out, recipe.feature_batch_size)
+    cache = Path(recipe.feature_cache) if recipe.feature_cache else out
+    cache.mkdir(parents=True, exist_ok=True)
+    train_feats = visual_features(model, [p.image for p in train], cache, recipe.feature_batch_size)
+    test_feats = visual_features(model, [p.image for p in test], cache, recipe.feature_batch_size)
     examples = fused_modal_examples(train, recipe.tasks)
     logger.info("%d fused-modal training examples", len(examples))
     log = fit_universal(embedder, examples, lambda i: train_feats[i].float(), recipe.train)
