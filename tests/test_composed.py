@@ -243,3 +243,24 @@ def test_second_stage_starts_from_a_saved_projector(tmp_path):
     other = _embedder(lora_r=4, grid=1)
     with pytest.raises(ComposedModelError, match="its grid .* differs"):
         other.model.load_projector(path)
+
+
+def test_adapter_merges_for_inference_without_changing_embeddings():
+    embedder = _embedder(lora_r=4)
+    with torch.no_grad():  # a non-zero adapter
+        for name, p in embedder.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    layers = [m for m in embedder.model.text.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    embedder.model.eval()
+    assert all(m.merged for m in layers)
+    merged = embedder.encode_query("a red car")
+    embedder.model.train()
+    assert not any(m.merged for m in layers)
+    embedder.model.eval()
+    embedder.model._merge_adapter(False)  # unmerged, without dropout: the adapter computed beside the base
+    unmerged = embedder.encode_query("a red car")
+    embedder.model._merge_adapter(True)
+    np.testing.assert_allclose(merged, unmerged, atol=1e-5)
+    again = embedder.encode_query("a red car")
+    np.testing.assert_allclose(again, merged, atol=1e-6)  # merge → unmerge → merge leaves the base as it was

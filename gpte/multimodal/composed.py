@@ -192,6 +192,7 @@ class ComposedVLM(nn.Module):
             self._attach_lora()
         elif not config.tune_text:
             self.text.requires_grad_(False)
+        self.eval()  # inference mode, as transformers models load; fit_universal switches to training and back
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -212,9 +213,24 @@ class ComposedVLM(nn.Module):
                                                  target_modules=list(c.lora_targets)))
 
     def train(self, mode: bool = True) -> ComposedVLM:
+        """Training mode for projector and text encoder (the image encoder stays in eval mode). A LoRA adapter is
+        merged into the text encoder's weights in eval mode, so inference runs at the plain encoder's speed, and
+        unmerged for training (peft ``merge_adapter``/``unmerge_adapter``; the adapter tensors never change)."""
         super().train(mode)
         self.image.eval()  # frozen: batch-norm statistics and dropout stay in inference mode
+        self._merge_adapter(not mode)
         return self
+
+    def _merge_adapter(self, merged: bool) -> None:
+        from gpte.shared.adapters import has_adapter
+
+        if not has_adapter(self.text):
+            return
+        layers = [m for m in self.text.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+        if merged and not all(m.merged for m in layers):
+            self.text.base_model.merge_adapter()
+        elif not merged and any(m.merged for m in layers):
+            self.text.base_model.unmerge_adapter()
 
     # ------------------------------------------------------------------ compute
     @torch.no_grad()
@@ -280,7 +296,7 @@ class ComposedVLM(nn.Module):
         state = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
         adapter = has_adapter(self.text)
         if adapter or self.config.tune_text:  # a frozen text encoder is its base: nothing to store
-            for k, v in self.text.state_dict().items():
+            for k, v in self.text.state_dict().items():  # (a merged adapter leaves its lora_ tensors as they are)
                 if not adapter or "lora_" in k:
                     state[f"text.{k}"] = v
         dtype = torch.float16 if self.config.storage_dtype == "float16" else torch.float32
@@ -324,6 +340,7 @@ class ComposedVLM(nn.Module):
                     f"on (fingerprint {enc.fingerprint()} != {want}); install the matching base model")
         model = cls(text, image, config)
         state = load_file(str(folder / WEIGHTS_NAME))
+        model._merge_adapter(False)  # load adapter tensors into an unmerged model, then merge them (eval)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected:
             raise ComposedModelError(f"{folder / WEIGHTS_NAME} holds tensors this model lacks: {unexpected[:5]}")
