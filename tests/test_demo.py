@@ -65,7 +65,8 @@ def _workspace(root: Path) -> Path:
 @pytest.fixture
 def env(tmp_path):
     config = DemoConfig(image_folders=[_pictures(tmp_path / "pics")], code_folders=[_workspace(tmp_path / "ws")],
-                        cache_dir=tmp_path / "cache", max_upload_bytes=200_000, **TEST_MODELS)
+                        cache_dir=tmp_path / "cache", max_upload_bytes=200_000, image_batch_size=2,
+                        **TEST_MODELS)  # batches of 2: progress between batches
     return config, ModelCache(include_test=True)
 
 

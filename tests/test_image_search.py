@@ -118,3 +118,10 @@ def test_universal_embedders_get_the_query_instruction(folder):
     np.testing.assert_allclose(vec @ want, [h.score for h in text], atol=1e-5)
     plain = uni.encode_query("a red square")  # no task: a different vector, so the instruction was used
     assert not np.allclose(vec @ plain, [h.score for h in text], atol=1e-3)
+
+
+def test_index_reports_progress(folder, lit):
+    seen = []
+    ImageSearch(folder, model=lit, batch_size=2).index(progress=lambda done, total, rel: seen.append((done, total)))
+    assert len(seen) >= 2 and seen[-1][0] == seen[-1][1] == 6  # every listed file looked at by the last call
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

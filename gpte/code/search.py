@@ -169,9 +169,10 @@ class CodeSearch:
         return data, None
 
     # ------------------------------------------------------------------ indexing
-    def index(self) -> IndexReport:
-        """Bring the index up to date with the whole workspace (first run: everything)."""
-        return self.update(None)
+    def index(self, progress: ProgressCallback | None = None) -> IndexReport:
+        """Bring the index up to date with the whole workspace (first run: everything); ``progress`` as for
+        :meth:`update`."""
+        return self.update(None, progress=progress)
 
     def update(self, paths: Iterable[str | os.PathLike[str]] | None = None, progress: ProgressCallback | None = None,
                group_chunks: int = DEFAULT_GROUP_CHUNKS) -> IndexReport:

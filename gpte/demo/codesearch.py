@@ -91,27 +91,18 @@ class CodeService:
         report(0.0, f"loading {model}")
         engine, lock = self._engine(path, model)
         with lock:
+            def on_progress(done: int, total: int, rel: str) -> None:
+                report(done / max(total, 1), f"chunking and embedding changed files of {path.name}: {done} of {total}")
+
             try:
-                files, skipped = engine.list_files()
-                indexed = unchanged = 0
-                seconds = 0.0
-                step = max(16, len(files) // 50)  # about 50 progress updates; each slice is saved as it is done
-                for start in range(0, len(files), step):
-                    report(start / max(len(files), 1), f"chunking and embedding files {start + 1}-"
-                           f"{min(start + step, len(files))} of {len(files)} in {path.name} (changed ones only)")
-                    r = engine.update(files[start:start + step])
-                    indexed, unchanged = indexed + r.files_indexed, unchanged + r.files_unchanged
-                    skipped.update(r.skipped)
-                    seconds += r.seconds
-                final = engine.index()  # drops files deleted since the last run; the rest is unchanged by now
+                r = engine.index(progress=on_progress)  # only changed files are embedded; deleted ones dropped
             except OSError as exc:
                 raise DemoError(f"{path}: indexing failed ({exc.strerror or exc})") from exc
             report(1.0, "indexed")
             stats = engine.stats()
             return CodeIndexSummary(folder=str(path), model=model, files=stats["files"], chunks=stats["chunks"],
-                                    indexed=indexed + final.files_indexed, unchanged=unchanged,
-                                    removed=final.files_removed, skipped=skipped,
-                                    seconds=round(seconds + final.seconds, 3))
+                                    indexed=r.files_indexed, unchanged=r.files_unchanged, removed=r.files_removed,
+                                    skipped=dict(r.skipped), seconds=r.seconds)
 
     def search(self, folder: str | os.PathLike[str] | None, model: str, query: str, k: int = 10,
                language: str | None = None, progress: Progress | None = None

@@ -42,6 +42,7 @@ class DemoConfig:
     include_test_models: bool = False  # also offer the tiny random test models (tests use them for speed)
     device: str | None = None  # cpu, cuda, ... (None: gpte's default)
     follow_symlinks: bool = False  # index symbolic links leaving an image folder (Debian's clip art needs it)
+    image_batch_size: int = 32  # images embedded per batch while indexing (progress is reported per batch)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # largest uploaded file (query image or text file)
     max_texts: int = 20_000  # most texts the text tab embeds at once
 

@@ -57,49 +57,29 @@ class ImageIndexSummary:
         return "\n".join([text, *shown, *more])
 
 
-class _CountingEmbedder:
-    """Delegates to an image–text embedder and reports how many images each ``encode_image`` call embedded.
-
-    :class:`ImageSearch` embeds a folder batch by batch through ``encode_image``; counting those calls is how the
-    page's progress bar follows indexing without reaching into the index.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self._model = model
-        self.on_images: Callable[[int], None] | None = None
-
-    def encode_image(self, images: Any, **kwargs: Any) -> Any:
-        out = self._model.encode_image(images, **kwargs)
-        if self.on_images is not None:
-            self.on_images(len(images) if isinstance(images, list | tuple) else 1)
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 class ImageService:
     """Index and search the image folders a :class:`DemoConfig` names; engines are cached per (model, folder)."""
 
     def __init__(self, config: DemoConfig, models: ModelCache) -> None:
         self.config = config
         self.models = models
-        self._engines: dict[tuple[str, Path], tuple[ImageSearch, _CountingEmbedder, threading.Lock]] = {}
+        self._engines: dict[tuple[str, Path], tuple[ImageSearch, threading.Lock]] = {}
         self._lock = threading.Lock()
 
     def folder(self, requested: str | os.PathLike[str] | None) -> Path:
         """The requested folder if the demo may read it (see :func:`gpte.demo.config.resolve_folder`)."""
         return resolve_folder(requested, list(self.config.image_folders), "--images")
 
-    def _engine(self, folder: Path, model_name: str) -> tuple[ImageSearch, _CountingEmbedder, threading.Lock]:
+    def _engine(self, folder: Path, model_name: str) -> tuple[ImageSearch, threading.Lock]:
         key = (model_name, folder)
         with self._lock:
             if key not in self._engines:
-                model = _CountingEmbedder(self.models.get(model_name, "image"))
+                model = self.models.get(model_name, "image")
                 index_dir = index_dir_for(Path(self.config.cache_dir), "images", folder, model_name)
                 engine = ImageSearch(folder, model=model, index_dir=index_dir,
-                                     follow_symlinks=self.config.follow_symlinks)
-                self._engines[key] = (engine, model, threading.Lock())
+                                     follow_symlinks=self.config.follow_symlinks,
+                                     batch_size=self.config.image_batch_size)
+                self._engines[key] = (engine, threading.Lock())
             return self._engines[key]
 
     def index(self, folder: str | os.PathLike[str] | None, model: str, progress: Progress | None = None
@@ -108,24 +88,16 @@ class ImageService:
         path = self.folder(folder)
         report = progress or (lambda fraction, desc: None)
         report(0.0, f"loading {model}")
-        engine, counter, lock = self._engine(path, model)
+        engine, lock = self._engine(path, model)
         with lock:
-            files, _ = engine.list_files()
-            total, done = max(len(files), 1), 0
+            def on_progress(done: int, total: int, rel: str) -> None:
+                report(done / max(total, 1), f"indexing images of {path.name}: {done} of {total} files looked at")
 
-            def on_images(n: int) -> None:
-                nonlocal done
-                done += n
-                report(min(done / total, 1.0), f"embedding images of {path.name}: {done} of at most {len(files)}")
-
-            counter.on_images = on_images
-            report(0.0, f"indexing {len(files)} image files in {path}")
+            report(0.0, f"indexing the image files in {path}")
             try:
-                r = engine.index()
+                r = engine.index(progress=on_progress)
             except OSError as exc:
                 raise DemoError(f"{path}: indexing failed ({exc.strerror or exc})") from exc
-            finally:
-                counter.on_images = None
             report(1.0, "indexed")
             return ImageIndexSummary(folder=str(path), model=model, images=len(engine), indexed=r.images_indexed,
                                      unchanged=r.images_unchanged, removed=r.images_removed,
@@ -166,7 +138,7 @@ class ImageService:
             picture = self.load_query_image(image)
             query = (picture, text) if text else picture
         summary = self.index(folder, model, progress)
-        engine, _, lock = self._engine(Path(summary.folder), model)
+        engine, lock = self._engine(Path(summary.folder), model)
         with lock:
             hits = engine.search(query, k=int(k))
         results = []

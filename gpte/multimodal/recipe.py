@@ -44,7 +44,7 @@ from gpte.multimodal.train import (
     retrieval_metrics,
     zero_shot_accuracy,
 )
-from gpte.shared.fsio import atomic_write_json
+from gpte.shared.fsio import atomic_write_bytes, atomic_write_json
 from gpte.shared.recipe import load_tables, recipe_kind
 
 __all__ = ["ImageTextRecipe", "Prepared", "load_image_text_recipe", "is_image_text_recipe", "prepare",
@@ -115,7 +115,7 @@ def loadable_pairs(pairs: list[Any], cache: Path) -> tuple[list[Any], dict[str, 
 
 def _features(model: DualTower, pairs: list[Any], cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen tower features, cached by the towers' fingerprints and the exact list of items."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     h = hashlib.blake2b(digest_size=8)
     h.update(model.image.identity()["fingerprint"].encode())
@@ -128,9 +128,7 @@ def _features(model: DualTower, pairs: list[Any], cache: Path) -> tuple[torch.Te
         data = load_file(str(file))
         return data["image"], data["text"]
     images, texts = precompute_features(model, [Path(p.image) for p in pairs], [p.caption for p in pairs])
-    tmp = file.with_suffix(".tmp")
-    save_file({"image": images.contiguous(), "text": texts.contiguous()}, str(tmp))
-    os.replace(tmp, file)
+    atomic_write_bytes(file, save({"image": images.contiguous(), "text": texts.contiguous()}))  # write, fsync, rename
     return images, texts
 
 

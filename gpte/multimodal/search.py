@@ -22,7 +22,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,11 @@ class ImageSearch:
                     skipped[rel] = "not an image file (extension)"
         return found, skipped
 
-    def index(self) -> ImageIndexReport:
-        """Bring the index up to date with the folder: embed new and changed images, drop deleted ones."""
+    def index(self, progress: Callable[[int, int, str], None] | None = None) -> ImageIndexReport:
+        """Bring the index up to date with the folder: embed new and changed images, drop deleted ones.
+
+        ``progress(done, total, path)`` is called after each embedded batch: ``done`` files looked at (unchanged
+        ones included) of the ``total`` listed, ``path`` the last one."""
         if self.folder is None:
             raise ValueError("this ImageSearch has no folder: use add()")
         t0 = time.perf_counter()
@@ -162,7 +165,7 @@ class ImageSearch:
             first_of.setdefault(info["sha256"], rel)
         todo: list[tuple[str, bytes, dict[str, Any]]] = []  # read but not yet embedded: one batch at most in memory
         embedded = 0
-        for rel in paths:
+        for position, rel in enumerate(paths, start=1):
             full = self.folder / rel
             try:
                 if not self.follow_symlinks and full.is_symlink() and not full.resolve().is_relative_to(self.folder):
@@ -196,9 +199,13 @@ class ImageSearch:
             if len(todo) == self.batch_size:
                 self._embed_files(todo, report)
                 embedded, todo = embedded + len(todo), []
+                if progress is not None:
+                    progress(position, len(paths), rel)
         if todo:
             self._embed_files(todo, report)
             embedded += len(todo)
+        if progress is not None:
+            progress(len(paths), len(paths), paths[-1] if paths else "")
         if embedded or gone or touched:
             self.save()
         report.seconds = round(time.perf_counter() - t0, 3)

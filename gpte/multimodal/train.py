@@ -76,7 +76,8 @@ def precompute_features(model: Any, images: Sequence[Any], texts: Sequence[str],
     return torch.cat(img), torch.cat(txt)
 
 
-def _schedule(total: int, warmup_ratio: float) -> Any:
+def warmup_cosine(total: int, warmup_ratio: float) -> Any:
+    """Learning-rate factor for ``LambdaLR``: linear warm-up over ``warmup_ratio·total`` steps, then cosine to 0."""
     warm = max(1, int(total * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -113,7 +114,7 @@ def fit(model: Any, config: DualTrainConfig, *, features: tuple[Tensor, Tensor] 
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     steps_per_epoch = max(1, n // config.batch_size)
     total = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, config.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, config.warmup_ratio))
     device = model.device
 
     def contrastive(reps: dict[str, Tensor]) -> Tensor:

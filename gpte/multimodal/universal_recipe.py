@@ -35,10 +35,10 @@ import torch
 
 from gpte.multimodal.composed import ComposedConfig, ComposedVLM
 from gpte.multimodal.universal_train import UniversalTrainConfig
-from gpte.shared.fsio import atomic_write_json
-from gpte.shared.recipe import load_tables, recipe_kind
+from gpte.shared.fsio import atomic_write_bytes, atomic_write_json
+from gpte.shared.recipe import load_tables
 
-__all__ = ["UniversalRecipe", "load_universal_recipe", "is_universal_recipe", "run_universal_recipe",
+__all__ = ["UniversalRecipe", "load_universal_recipe", "run_universal_recipe",
            "visual_features"]
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,6 @@ class UniversalRecipe:
     train: UniversalTrainConfig = field(default_factory=UniversalTrainConfig)
 
 
-def is_universal_recipe(path: str | os.PathLike[str]) -> bool:
-    return recipe_kind(path) == "universal"
-
-
 def load_universal_recipe(path: str | os.PathLike[str]) -> UniversalRecipe:
     return load_tables(path, UniversalRecipe, {"model": ComposedConfig, "train": UniversalTrainConfig})
 
@@ -72,7 +68,7 @@ def load_universal_recipe(path: str | os.PathLike[str]) -> UniversalRecipe:
 def visual_features(model: ComposedVLM, images: list[str], cache: Path, batch_size: int = 32) -> torch.Tensor:
     """``[N, T, C]`` frozen visual features of image files (float16 on disk and in memory), cached by the image
     tower's fingerprint, the grid and the exact file list."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     from gpte.unimodal.image_io import load_image
 
@@ -91,9 +87,7 @@ def visual_features(model: ComposedVLM, images: list[str], cache: Path, batch_si
         if (start // batch_size) % 20 == 0:
             logger.info("visual features: %d/%d images", start + len(loaded), len(images))
     features = torch.cat(parts)
-    tmp = file.with_suffix(".tmp")
-    save_file({"features": features.contiguous()}, str(tmp))
-    os.replace(tmp, file)
+    atomic_write_bytes(file, save({"features": features.contiguous()}))  # write, fsync, rename
     return features
 
 

@@ -27,7 +27,6 @@ image_features`), which makes an epoch cost only the text encoder.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -131,17 +130,6 @@ def _batches(examples: Sequence[FusedExample], batch_size: int, rng: random.Rand
     return batches
 
 
-def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
-    warm = max(1, int(total * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-    return factor
-
-
 def fit_universal(embedder: Any, examples: Sequence[FusedExample], image_table: Callable[[int], Any],
                   config: UniversalTrainConfig | None = None) -> dict[str, Any]:
     """Train ``embedder`` (a :class:`gpte.multimodal.universal.UniversalEmbedder`) on ``examples``; returns the log.
@@ -149,6 +137,7 @@ def fit_universal(embedder: Any, examples: Sequence[FusedExample], image_table: 
     ``image_table(i)`` gives image ``i`` as the backbone takes it (a PIL image, or a cached feature tensor for the
     composed backbone). Only parameters with ``requires_grad`` train (e.g. projector + LoRA).
     """
+    from gpte.multimodal.train import warmup_cosine
     from gpte.shared.losses import info_nce
     from gpte.shared.scale import LogitScale
 
@@ -171,7 +160,7 @@ def fit_universal(embedder: Any, examples: Sequence[FusedExample], image_table: 
         total = min(total, config.max_steps)
     if total == 0:
         raise ValueError(f"{len(examples)} examples make no full batch of {config.batch_size} for any task")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, config.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, config.warmup_ratio))
     log: list[dict[str, Any]] = []
     model.train()
     t0, step = time.perf_counter(), 0
